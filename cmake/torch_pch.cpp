@@ -1,0 +1,2 @@
+// Anchor translation unit for the shared torch precompiled header.
+namespace kto { int torch_pch_anchor = 0; }
