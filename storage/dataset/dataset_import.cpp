@@ -1,0 +1,386 @@
+#include "storage/dataset/dataset_import.h"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Transaction.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <cctype>
+#include <charconv>
+#include <climits>
+#include <cstdlib>
+#include <optional>
+#include <unordered_map>
+
+#include "core/common/error.h"
+#include "storage/dataset/csv.h"
+#include "storage/store/store.h"
+
+namespace fs = std::filesystem;
+
+namespace kto::storage {
+namespace {
+
+std::string lower_trimmed(const std::string& s) {
+    std::size_t b = 0, e = s.size();
+    while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+    while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+    std::string out = s.substr(b, e - b);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Column positions found in the header.
+struct Columns {
+    int path = -1;
+    int caption = -1;
+    int label = -1;
+    int seed = -1;
+    int sampler = -1;
+    int steps = -1;
+    int cfg = -1;
+    std::size_t count = 0;
+};
+
+Columns read_header(const std::vector<std::string>& header, const CsvReader& csv) {
+    std::unordered_map<std::string, int> index;
+    for (std::size_t i = 0; i < header.size(); ++i) {
+        const std::string name = lower_trimmed(header[i]);
+        if (name.empty()) continue;
+        if (!index.emplace(name, static_cast<int>(i)).second) {
+            throw Error(csv.path().string() + ": line " + std::to_string(csv.record_line()) +
+                        ": column '" + name + "' appears twice in the header");
+        }
+    }
+    const auto find = [&](const char* a, const char* b = nullptr) {
+        auto it = index.find(a);
+        if (it != index.end()) return it->second;
+        if (b && (it = index.find(b)) != index.end()) return it->second;
+        return -1;
+    };
+    Columns c;
+    c.count = header.size();
+    // file_path / label are the documented names; file_name / split what the trainer reads.
+    c.path = find("file_path", "file_name");
+    c.label = find("label", "split");
+    c.caption = find("caption");
+    c.seed = find("seed");
+    c.sampler = find("sampler");
+    c.steps = find("steps");
+    c.cfg = find("cfg");
+    std::string missing;
+    if (c.path < 0) missing += "'file_path' (or 'file_name')";
+    if (c.label < 0) missing += std::string(missing.empty() ? "" : " and ") + "'label' (or 'split')";
+    if (!missing.empty()) {
+        std::string found;
+        for (const auto& h : header) found += (found.empty() ? "" : ", ") + h;
+        throw Error(csv.path().string() + ": line " + std::to_string(csv.record_line()) +
+                    ": missing column " + missing + " in the header (found: " + found + ")");
+    }
+    return c;
+}
+
+// Decides where a row's image is, or why it is skipped. Paths are relative to the dataset folder
+// (a bare file name is also looked up under train/); nothing may resolve outside the folder.
+class ImageLocator {
+public:
+    explicit ImageLocator(fs::path root) : root_(std::move(root)), root_slash_(root_.string() + "/") {}
+
+    struct Found {
+        std::string path;  // absolute
+        std::int64_t size = 0;
+        const char* skip = nullptr;  // reason kind when skipped
+    };
+
+    Found locate(const std::string& rel) {
+        Found f;
+        if (rel.empty()) return skip(f, kSkipEmptyPath);
+        if (rel.front() == '/') return skip(f, kSkipAbsolute);
+        if (has_parent_component(rel)) return skip(f, kSkipParent);
+        if (!try_candidate(rel, f) && f.skip == nullptr) {
+            const bool under_train = rel.compare(0, 6, "train/") == 0;
+            if (under_train || !try_candidate("train/" + rel, f)) {
+                if (f.skip == nullptr) f.skip = kSkipMissing;
+            }
+        }
+        return f;
+    }
+
+private:
+    static Found& skip(Found& f, const char* why) {
+        f.skip = why;
+        return f;
+    }
+
+    static bool has_parent_component(const std::string& rel) {
+        std::size_t start = 0;
+        while (start <= rel.size()) {
+            const std::size_t slash = rel.find('/', start);
+            const std::size_t end = slash == std::string::npos ? rel.size() : slash;
+            if (end - start == 2 && rel[start] == '.' && rel[start + 1] == '.') return true;
+            if (slash == std::string::npos) break;
+            start = slash + 1;
+        }
+        return false;
+    }
+
+    bool inside(const std::string& real) const {
+        return real == root_.string() || real.compare(0, root_slash_.size(), root_slash_) == 0;
+    }
+
+    // True when found; false with f.skip unset when the file does not exist.
+    bool try_candidate(const std::string& rel, Found& f) {
+        std::string full = root_slash_ + rel;
+        struct stat st {};
+        if (::lstat(full.c_str(), &st) != 0) return false;
+        // Folders on the way may be links: each distinct folder is resolved once.
+        const std::size_t slash = rel.rfind('/');
+        if (slash != std::string::npos) {
+            const std::string dir = rel.substr(0, slash);
+            auto it = dir_inside_.find(dir);
+            if (it == dir_inside_.end()) {
+                if (dir_inside_.size() > 65536) dir_inside_.clear();  // bounded memory
+                char* real = ::realpath((root_slash_ + dir).c_str(), nullptr);
+                const bool ok = real && inside(real);
+                std::free(real);
+                it = dir_inside_.emplace(dir, ok).first;
+            }
+            if (!it->second) {
+                f.skip = kSkipLinkOut;
+                return false;
+            }
+        }
+        if (S_ISLNK(st.st_mode)) {
+            char* real = ::realpath(full.c_str(), nullptr);
+            const bool ok = real && inside(real);
+            std::free(real);
+            if (!real) {
+                f.skip = kSkipMissing;  // a dangling link
+                return false;
+            }
+            if (!ok) {
+                f.skip = kSkipLinkOut;
+                return false;
+            }
+            if (::stat(full.c_str(), &st) != 0) {
+                f.skip = kSkipMissing;
+                return false;
+            }
+        }
+        if (!S_ISREG(st.st_mode)) {
+            f.skip = kSkipNotAFile;
+            return false;
+        }
+        if (full.find("/./") != std::string::npos || full.find("//") != std::string::npos) {
+            full = fs::path(full).lexically_normal().string();
+        }
+        f.path = std::move(full);
+        f.size = static_cast<std::int64_t>(st.st_size);
+        return true;
+    }
+
+    fs::path root_;
+    std::string root_slash_;
+    std::unordered_map<std::string, bool> dir_inside_;
+};
+
+// A prepared statement on the raw connection: the import's hot loop binds without copies.
+class RawStatement {
+public:
+    RawStatement(sqlite3* db, const char* sql) : db_(db) {
+        if (sqlite3_prepare_v2(db, sql, -1, &st_, nullptr) != SQLITE_OK) {
+            throw Error(std::string("import: cannot prepare statement: ") + sqlite3_errmsg(db));
+        }
+    }
+    ~RawStatement() { sqlite3_finalize(st_); }
+    RawStatement(const RawStatement&) = delete;
+    RawStatement& operator=(const RawStatement&) = delete;
+
+    void text(int i, const std::string& s) {
+        sqlite3_bind_text(st_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
+    }
+    void integer(int i, std::int64_t v) { sqlite3_bind_int64(st_, i, v); }
+    void real(int i, double v) { sqlite3_bind_double(st_, i, v); }
+    std::int64_t single_integer() {
+        const int rc = sqlite3_step(st_);
+        const std::int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st_, 0) : 0;
+        sqlite3_reset(st_);
+        if (rc != SQLITE_ROW) throw Error(std::string("import: ") + sqlite3_errmsg(db_));
+        return v;
+    }
+    void run() {
+        const int rc = sqlite3_step(st_);
+        sqlite3_reset(st_);
+        if (rc != SQLITE_DONE) throw Error(std::string("import: ") + sqlite3_errmsg(db_));
+    }
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* st_ = nullptr;
+};
+
+template <class T>
+T parse_number(const std::string& text, const char* column, const CsvReader& csv) {
+    T value{};
+    if (text.empty()) return value;
+    const char* b = text.data();
+    const char* e = b + text.size();
+    const auto r = std::from_chars(b, e, value);
+    if (r.ec != std::errc() || r.ptr != e) {
+        throw Error(csv.path().string() + ": line " + std::to_string(csv.record_line()) + ": " +
+                    column + " '" + text + "' is not a number");
+    }
+    return value;
+}
+
+// Raises the page cache for the bulk transaction and puts it back afterwards.
+class BulkPragmas {
+public:
+    explicit BulkPragmas(SQLite::Database& db) : db_(db) {
+        old_cache_ = db_.execAndGet("PRAGMA cache_size").getInt();
+        db_.exec("PRAGMA cache_size = -32768");  // 32 MiB
+    }
+    ~BulkPragmas() {
+        try {
+            db_.exec("PRAGMA cache_size = " + std::to_string(old_cache_));
+        } catch (...) {  // the connection stays usable with the larger cache
+        }
+    }
+
+private:
+    SQLite::Database& db_;
+    int old_cache_ = 0;
+};
+
+}  // namespace
+
+ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptions& options) {
+    ImportReport report;
+    std::error_code ec;
+    const fs::path root = fs::canonical(dir, ec);
+    if (ec || !fs::is_directory(root)) {
+        throw Error(dir.string() + ": not a dataset folder" + (ec ? ": " + ec.message() : ""));
+    }
+    report.dataset_dir = root;
+    const fs::path csv_path = root / options.csv_name;
+    if (!fs::is_regular_file(csv_path)) {
+        throw Error(root.string() + ": no " + options.csv_name + " in this folder");
+    }
+
+    CsvReader csv(csv_path);
+    std::vector<std::string> fields;
+    if (!csv.next(fields)) {
+        throw Error(csv_path.string() + ": line 1: empty file (expected a header row with "
+                                        "file_path, caption and label)");
+    }
+    const Columns col = read_header(fields, csv);
+    const std::string now = store.now();
+    const std::string model_name = "imported:" + root.filename().string();
+
+    SQLite::Database& db = store.connection();
+    sqlite3* raw = db.getHandle();
+    BulkPragmas pragmas(db);
+    SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
+    {
+        RawStatement add_model(raw,
+                               "INSERT OR IGNORE INTO models (name, folder, content_hash, created_at) "
+                               "VALUES (?, ?, '', ?)");
+        add_model.text(1, model_name);
+        add_model.text(2, root.string());
+        add_model.text(3, now);
+        add_model.run();
+        RawStatement find_model(raw, "SELECT id FROM models WHERE name = ? AND folder = ?");
+        find_model.text(1, model_name);
+        find_model.text(2, root.string());
+        report.model_id = find_model.single_integer();
+    }
+
+    RawStatement add_generation(
+        raw,
+        "INSERT INTO generations (prompt, negative_prompt, seed, steps, cfg, sampler, width, height, "
+        "model_id, created_at) VALUES (?, '', ?, ?, ?, ?, 0, 0, ?, ?)");
+    RawStatement add_image(raw,
+                           "INSERT INTO images (generation_id, file, sha256, byte_size, width, "
+                           "height, created_at, label) VALUES (?, ?, NULL, ?, 0, 0, ?, ?)");
+    RawStatement add_label(raw, "INSERT INTO labels (image_id, value, created_at) VALUES (?, ?, ?)");
+    // Bound once: the same for every row.
+    add_generation.integer(6, report.model_id);
+    add_generation.text(7, now);
+    add_image.text(4, now);
+    add_label.text(3, now);
+
+    ImageLocator locator(root);
+    const std::string empty;
+    const auto skip_row = [&](const char* kind, const std::string& detail) {
+        ++report.skipped;
+        ++report.skipped_by_reason[kind];
+        if (report.skipped_rows.size() < options.max_listed_skips) {
+            report.skipped_rows.push_back({csv.record_line(), detail + ": " + kind});
+        }
+    };
+
+    while (csv.next(fields)) {
+        ++report.rows;
+        if (fields.size() != col.count) {
+            throw Error(csv_path.string() + ": line " + std::to_string(csv.record_line()) + ": " +
+                        std::to_string(fields.size()) + " fields, but the header has " +
+                        std::to_string(col.count));
+        }
+        const std::string& label_text = fields[static_cast<std::size_t>(col.label)];
+        int value = 0;
+        if (label_text == "exclusive_win") {
+            value = 1;
+        } else if (label_text == "exclusive_lose") {
+            value = -1;
+        } else if (label_text == "intersections") {
+            value = options.intersections == IntersectionPolicy::Like      ? 1
+                    : options.intersections == IntersectionPolicy::Dislike ? -1
+                                                                           : 0;
+        } else {
+            throw Error(csv_path.string() + ": line " + std::to_string(csv.record_line()) +
+                        ": label '" + label_text +
+                        "' is not exclusive_win, exclusive_lose or intersections");
+        }
+        const std::string& caption = col.caption >= 0 ? fields[static_cast<std::size_t>(col.caption)] : empty;
+        const auto seed = col.seed >= 0 ? parse_number<std::int64_t>(fields[col.seed], "seed", csv) : 0;
+        const auto steps = col.steps >= 0 ? parse_number<int>(fields[col.steps], "steps", csv) : 0;
+        const auto cfg = col.cfg >= 0 ? parse_number<double>(fields[col.cfg], "cfg", csv) : 0.0;
+        if (value == 0) {
+            skip_row(kSkipIntersections, "intersections");
+            continue;
+        }
+        const std::string& rel = fields[static_cast<std::size_t>(col.path)];
+        const ImageLocator::Found found = locator.locate(rel);
+        if (found.skip) {
+            skip_row(found.skip, "'" + rel + "'");
+            continue;
+        }
+
+        add_generation.text(1, caption);
+        add_generation.integer(2, seed);
+        add_generation.integer(3, steps);
+        add_generation.real(4, cfg);
+        add_generation.text(5, col.sampler >= 0 ? fields[static_cast<std::size_t>(col.sampler)] : empty);
+        add_generation.run();
+        add_image.integer(1, sqlite3_last_insert_rowid(raw));
+        add_image.text(2, found.path);
+        add_image.integer(3, found.size);
+        add_image.integer(5, value);
+        add_image.run();
+        add_label.integer(1, sqlite3_last_insert_rowid(raw));
+        add_label.integer(2, value);
+        add_label.run();
+        ++report.imported;
+        (value > 0 ? report.liked : report.disliked)++;
+
+        if (options.progress && (report.rows & 8191) == 0 &&
+            !options.progress(csv.bytes_read(), csv.file_size())) {
+            throw Cancelled();
+        }
+    }
+    tx.commit();
+    if (options.progress) options.progress(csv.bytes_read(), csv.file_size());
+    return report;
+}
+
+}  // namespace kto::storage
