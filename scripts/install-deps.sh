@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp libgloo-dev
   qt6-base-dev qt6-charts-dev libqt6charts6-dev libqt6opengl6-dev libgl-dev libxkbcommon-dev libvulkan-dev
   libsqlite3-dev libsqlitecpp-dev
-  libstb-dev nlohmann-json3-dev libcli11-dev
+  libstb-dev nlohmann-json3-dev libcli11-dev libicu-dev
   xvfb xauth
 )
 
