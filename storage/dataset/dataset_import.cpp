@@ -196,6 +196,7 @@ public:
     RawStatement(const RawStatement&) = delete;
     RawStatement& operator=(const RawStatement&) = delete;
 
+    // `s` must outlive the next run(): bound without a copy.
     void text(int i, const std::string& s) {
         sqlite3_bind_text(st_, i, s.data(), static_cast<int>(s.size()), SQLITE_STATIC);
     }
@@ -204,14 +205,19 @@ public:
     std::int64_t single_integer() {
         const int rc = sqlite3_step(st_);
         const std::int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st_, 0) : 0;
+        const std::string why = rc == SQLITE_ROW ? "" : sqlite3_errmsg(db_);
         sqlite3_reset(st_);
-        if (rc != SQLITE_ROW) throw Error(std::string("import: ") + sqlite3_errmsg(db_));
+        if (rc != SQLITE_ROW) throw Error("import: " + why + " (code " + std::to_string(rc) + ")");
         return v;
     }
     void run() {
         const int rc = sqlite3_step(st_);
+        if (rc != SQLITE_DONE) {
+            const std::string why = sqlite3_errmsg(db_);
+            sqlite3_reset(st_);
+            throw Error("import: " + why);
+        }
         sqlite3_reset(st_);
-        if (rc != SQLITE_DONE) throw Error(std::string("import: ") + sqlite3_errmsg(db_));
     }
 
 private:
@@ -276,6 +282,7 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
     const Columns col = read_header(fields, csv);
     const std::string now = store.now();
     const std::string model_name = "imported:" + root.filename().string();
+    const std::string model_folder = root.string();
 
     SQLite::Database& db = store.connection();
     sqlite3* raw = db.getHandle();
@@ -286,12 +293,12 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
                                "INSERT OR IGNORE INTO models (name, folder, content_hash, created_at) "
                                "VALUES (?, ?, '', ?)");
         add_model.text(1, model_name);
-        add_model.text(2, root.string());
+        add_model.text(2, model_folder);
         add_model.text(3, now);
         add_model.run();
         RawStatement find_model(raw, "SELECT id FROM models WHERE name = ? AND folder = ?");
         find_model.text(1, model_name);
-        find_model.text(2, root.string());
+        find_model.text(2, model_folder);
         report.model_id = find_model.single_integer();
     }
 
