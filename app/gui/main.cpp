@@ -1,9 +1,22 @@
 // kto-studio: the desktop app. main() only: arguments and wiring.
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QDir>
+#include <QFileInfo>
 
 #include "core/common/runtime.h"
 #include "ui/app/main_window.h"
+
+namespace {
+// The built-in demo model: $KTO_DEMO_MODEL_DIR, else installed beside the executable.
+QString find_demo_model() {
+    const QString env = qEnvironmentVariable("KTO_DEMO_MODEL_DIR");
+    if (!env.isEmpty()) return env;
+    const QString installed =
+        QDir(QCoreApplication::applicationDirPath()).filePath("../share/kto-studio/models/kto-demo");
+    return QFileInfo::exists(installed + "/model_index.json") ? QDir(installed).canonicalPath() : QString();
+}
+}  // namespace
 
 int main(int argc, char** argv) {
     QApplication app(argc, argv);
@@ -15,10 +28,24 @@ int main(int argc, char** argv) {
     parser.setApplicationDescription("KTO Studio: align text-to-image models with your likes and dislikes");
     parser.addHelpOption();
     parser.addVersionOption();
+    QCommandLineOption workspace({"w", "workspace"}, "Use the workspace folder DIR for this run.", "DIR");
+    QCommandLineOption model({"m", "model"}, "Add the diffusers model folder DIR and select it.", "DIR");
+    parser.addOption(workspace);
+    parser.addOption(model);
     parser.process(app);
 
+    kto::ui::StartupOptions options;
+    options.workspace = parser.value(workspace);
+    options.model = parser.value(model);
+    options.demo_model = find_demo_model();
+    if (!options.model.isEmpty() && !QFileInfo::exists(options.model + "/model_index.json")) {
+        qCritical("kto-studio: --model %s: no model_index.json there; pass a diffusers model folder",
+                  qPrintable(options.model));
+        return 2;
+    }
+
     kto::configure_torch_threads();
-    kto::ui::MainWindow window;
+    kto::ui::MainWindow window(options);
     window.show();
     return app.exec();
 }

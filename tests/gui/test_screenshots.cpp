@@ -1,0 +1,171 @@
+// Takes a screenshot of each area of the real main window (QWidget::grab), in the system palette
+// and in a dark one, and checks that each shows content (not a blank window). With
+// KTO_SCREENSHOT_DIR set (see docs/USER_GUIDE.md) the PNGs are kept there for the user guide;
+// run it under Xvfb with QT_QPA_PLATFORM=xcb to get the platform's real style and fonts.
+#include <QAction>
+#include <QApplication>
+#include <QDir>
+#include <QLineEdit>
+#include <QListView>
+#include <QPlainTextEdit>
+#include <QSignalSpy>
+#include <QStyleFactory>
+#include <QTabWidget>
+#include <QTemporaryDir>
+#include <QtTest>
+
+#include "tests/gui/gui_support.h"
+#include "ui/app/app_settings.h"
+#include "ui/app/help_overlay.h"
+#include "ui/app/main_window.h"
+#include "ui/app/settings_dialog.h"
+#include "ui/dataset/dataset_dialogs.h"
+#include "ui/gallery/gallery_model.h"
+#include "ui/gallery/gallery_panel.h"
+#include "ui/gallery/image_details_dialog.h"
+#include "ui/generate/generate_panel.h"
+#include "ui/rate/rate_panel.h"
+#include "ui/store/store_service.h"
+
+using namespace kto::ui;
+
+class TestScreenshots : public QObject {
+    Q_OBJECT
+    QTemporaryDir tmp_;
+    QString out_;
+    std::unique_ptr<MainWindow> w_;
+
+    void save(QWidget* widget, const QString& name) {
+        QApplication::processEvents();
+        const QImage img = widget->grab().toImage();
+        QVERIFY(!img.isNull());
+        // Content, not a blank window: many distinct colours.
+        QSet<QRgb> colours;
+        for (int y = 0; y < img.height(); y += 7)
+            for (int x = 0; x < img.width(); x += 7) colours.insert(img.pixel(x, y));
+        QVERIFY2(colours.size() > 8, qPrintable(name));
+        QVERIFY(img.save(out_ + "/" + name + ".png"));
+    }
+
+private slots:
+    void initTestCase() {
+        kto::test::isolate_settings(tmp_.filePath("settings"));
+        out_ = qEnvironmentVariable("KTO_SCREENSHOT_DIR", tmp_.filePath("shots"));
+        QDir().mkpath(out_);
+        const QString ws = tmp_.filePath("workspace");
+        kto::test::fill_workspace(ws, 48, 6);
+        {
+            kto::storage::Store s{kto::storage::Workspace(ws.toStdString())};
+            for (int id = 1; id <= 14; ++id)
+                s.set_label(id, id % 3 ? kto::storage::Label::Like : kto::storage::Label::Dislike);
+        }
+        StartupOptions o;
+        o.workspace = ws;
+        o.restore_state = false;
+        o.demo_model = qEnvironmentVariable("KTO_DEMO_MODEL_DIR");
+        w_ = std::make_unique<MainWindow>(o);
+        QSignalSpy opened(w_.get(), &MainWindow::workspaceOpened);
+        w_->resize(1280, 800);
+        w_->show();
+        QVERIFY(QTest::qWaitForWindowExposed(w_.get()));
+        QVERIFY(opened.count() || opened.wait(10000));
+    }
+
+    void generateArea() {
+        w_->showArea(MainWindow::GenerateArea);
+        w_->generatePanel()->promptEdit()->setPlainText("a large red circle on a blue background");
+        save(w_.get(), "generate");
+    }
+
+    void rateArea() {
+        w_->showArea(MainWindow::RateArea);
+        QTRY_VERIFY(w_->ratePanel()->current().has_value());
+        QTRY_VERIFY(!w_->ratePanel()->promptBalanceText().isEmpty());
+        save(w_.get(), "rate");
+    }
+
+    void galleryArea() {
+        w_->showArea(MainWindow::GalleryArea);
+        GalleryModel* m = w_->galleryPanel()->model();
+        QTRY_COMPARE(m->rowCount(), 48);
+        auto* view = w_->galleryPanel()->view();
+        view->setCurrentIndex(m->index(2, 0));
+        view->selectionModel()->select(m->index(3, 0), QItemSelectionModel::Select);
+        // Wait for the visible thumbnails.
+        QTRY_VERIFY(!m->index(0, 0).data(Qt::DecorationRole).value<QImage>().isNull());
+        QTRY_VERIFY(!m->index(20, 0).data(Qt::DecorationRole).value<QImage>().isNull());
+        QTest::qWait(100);
+        save(w_.get(), "gallery");
+
+        QSignalSpy opened(w_->galleryPanel(), &GalleryPanel::openedDetails);
+        w_->galleryPanel()->openAction()->trigger();
+        QCOMPARE(opened.count(), 1);
+        QWidget* details = opened.first().first().value<QWidget*>();
+        QVERIFY(QTest::qWaitForWindowExposed(details));
+        save(details, "details");
+        details->close();
+    }
+
+    void datasetDialogs() {
+        w_->exportAction()->trigger();
+        auto* d = w_->findChild<ExportDialog*>();
+        QVERIFY(d);
+        d->setPath(tmp_.filePath("my-dataset"));
+        QTRY_VERIFY(d->planLabel()->text().contains("Will export"));
+        QVERIFY(QTest::qWaitForWindowExposed(d));
+        save(d, "export");
+        d->close();
+    }
+
+    void settingsDialog() {
+        SettingsDialog dialog(w_->settings(), false, w_.get());
+        dialog.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&dialog));
+        save(&dialog, "settings");
+    }
+
+    void trainAndCompareAreas() {
+        w_->showArea(MainWindow::TrainArea);
+        save(w_.get(), "train");
+        w_->showArea(MainWindow::CompareArea);
+        save(w_.get(), "compare");
+    }
+
+    void helpOverlay() {
+        w_->showArea(MainWindow::RateArea);
+        w_->helpAction()->trigger();
+        QTRY_VERIFY(w_->helpOverlay()->isVisible());
+        save(w_.get(), "help");
+        w_->helpOverlay()->hide();
+    }
+
+    void darkPalette() {
+        // What a dark desktop theme hands the app: every colour must come from the palette.
+        QApplication::setStyle(QStyleFactory::create("Fusion"));
+        QPalette dark;
+        dark.setColor(QPalette::Window, QColor(45, 45, 48));
+        dark.setColor(QPalette::WindowText, QColor(230, 230, 230));
+        dark.setColor(QPalette::Base, QColor(30, 30, 32));
+        dark.setColor(QPalette::AlternateBase, QColor(55, 55, 60));
+        dark.setColor(QPalette::Text, QColor(230, 230, 230));
+        dark.setColor(QPalette::Button, QColor(55, 55, 60));
+        dark.setColor(QPalette::ButtonText, QColor(230, 230, 230));
+        dark.setColor(QPalette::Highlight, QColor(60, 110, 190));
+        dark.setColor(QPalette::HighlightedText, Qt::white);
+        dark.setColor(QPalette::PlaceholderText, QColor(150, 150, 150));
+        dark.setColor(QPalette::Midlight, QColor(70, 70, 75));
+        QApplication::setPalette(dark);
+        w_->showArea(MainWindow::RateArea);
+        save(w_.get(), "rate-dark");
+        w_->showArea(MainWindow::GalleryArea);
+        save(w_.get(), "gallery-dark");
+        // The window's own background follows the palette (nothing painted a fixed light colour).
+        const QImage img = w_->grab().toImage();
+        QVERIFY(qGray(img.pixel(img.width() / 2, img.height() - 40)) < 128);
+    }
+
+    void cleanupTestCase() { w_.reset(); }
+};
+
+QTEST_MAIN(TestScreenshots)
+#include "test_screenshots.moc"

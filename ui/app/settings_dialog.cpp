@@ -1,0 +1,109 @@
+#include "ui/app/settings_dialog.h"
+
+#include <QComboBox>
+#include <QDialogButtonBox>
+#include <QDoubleSpinBox>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QThread>
+#include <QVBoxLayout>
+
+#include "ui/common/dialogs.h"
+#include "ui/generate/generate_panel.h"
+
+namespace kto::ui {
+
+SettingsDialog::SettingsDialog(const AppSettings& s, bool cuda_available, QWidget* parent)
+    : QDialog(parent), base_(s) {
+    setObjectName("settingsDialog");
+    setWindowTitle(tr("Settings"));
+
+    workspace_ = new QLineEdit(s.workspace, this);
+    workspace_->setObjectName("workspace");
+    auto* browse = new QPushButton(tr("Browse…"), this);
+    connect(browse, &QPushButton::clicked, this, [this] {
+        const QString dir = FileDialog::getExistingDirectory(this, tr("Workspace folder"), workspace_->text());
+        if (!dir.isEmpty()) workspace_->setText(dir);
+    });
+    auto* ws_row = new QHBoxLayout;
+    ws_row->addWidget(workspace_, 1);
+    ws_row->addWidget(browse);
+
+    device_ = new QComboBox(this);
+    device_->setObjectName("device");
+    device_->addItem(tr("CPU"), "cpu");
+    if (cuda_available) device_->addItem(tr("CUDA (GPU)"), "cuda");
+    device_->setCurrentIndex(qMax(0, device_->findData(s.device)));
+    if (!cuda_available) device_->setToolTip(tr("No CUDA device was found by libtorch"));
+    threads_ = new QSpinBox(this);
+    threads_->setObjectName("threads");
+    threads_->setRange(0, 256);
+    threads_->setSpecialValueText(tr("All cores (%1)").arg(QThread::idealThreadCount()));
+    threads_->setValue(s.threads);
+
+    auto* general = new QFormLayout;
+    general->addRow(tr("&Workspace folder"), ws_row);
+    general->addRow(tr("&Device"), device_);
+    general->addRow(tr("&Threads"), threads_);
+
+    steps_ = new QSpinBox(this);
+    steps_->setRange(1, 200);
+    steps_->setValue(s.defaults.steps);
+    cfg_ = new QDoubleSpinBox(this);
+    cfg_->setRange(1.0, 30.0);
+    cfg_->setDecimals(1);
+    cfg_->setValue(s.defaults.cfg);
+    sampler_ = new QComboBox(this);
+    sampler_->addItems(samplerNames());
+    sampler_->setCurrentIndex(qMax(0, sampler_->findText(s.defaults.sampler)));
+    width_ = new QSpinBox(this);
+    height_ = new QSpinBox(this);
+    for (QSpinBox* b : {width_, height_}) {
+        b->setRange(8, 2048);
+        b->setSingleStep(8);
+    }
+    width_->setValue(s.defaults.width);
+    height_->setValue(s.defaults.height);
+    count_ = new QSpinBox(this);
+    count_->setRange(1, 64);
+    count_->setValue(s.defaults.images_per_prompt);
+    negative_ = new QLineEdit(s.defaults.negative_prompt, this);
+    auto* defaults_box = new QGroupBox(tr("Generation defaults"), this);
+    auto* defaults = new QFormLayout(defaults_box);
+    defaults->addRow(tr("Steps"), steps_);
+    defaults->addRow(tr("CFG scale"), cfg_);
+    defaults->addRow(tr("Sampler"), sampler_);
+    defaults->addRow(tr("Width"), width_);
+    defaults->addRow(tr("Height"), height_);
+    defaults->addRow(tr("Images per prompt"), count_);
+    defaults->addRow(tr("Negative prompt"), negative_);
+
+    auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
+    connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);
+    connect(buttons, &QDialogButtonBox::rejected, this, &QDialog::reject);
+    auto* layout = new QVBoxLayout(this);
+    layout->addLayout(general);
+    layout->addWidget(defaults_box);
+    layout->addWidget(buttons);
+}
+
+AppSettings SettingsDialog::settings() const {
+    AppSettings s = base_;
+    s.workspace = workspace_->text().trimmed();
+    s.device = device_->currentData().toString();
+    s.threads = threads_->value();
+    s.defaults.steps = steps_->value();
+    s.defaults.cfg = cfg_->value();
+    s.defaults.sampler = sampler_->currentText();
+    s.defaults.width = width_->value();
+    s.defaults.height = height_->value();
+    s.defaults.images_per_prompt = count_->value();
+    s.defaults.negative_prompt = negative_->text();
+    return s;
+}
+
+}  // namespace kto::ui

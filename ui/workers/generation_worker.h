@@ -1,0 +1,48 @@
+#pragma once
+// The one long-lived generation engine of the app: lives on its own QThread, keeps the loaded
+// ModelBundle between requests, and reports progress, cheap previews and finished images through
+// queued signals (images as QImage). Thread-safety: call generate() through a queued connection;
+// cancel() may be called from any thread (it only sets a flag checked between denoising steps).
+#include <QImage>
+#include <QObject>
+#include <QString>
+#include <atomic>
+#include <memory>
+
+#include "ui/workers/generation_request.h"
+
+namespace kto::ui {
+
+// True when libtorch sees a CUDA device (for the Settings dialog's device list).
+bool cudaAvailable();
+
+class GenerationWorker : public QObject {
+    Q_OBJECT
+public:
+    explicit GenerationWorker(QObject* parent = nullptr);
+    ~GenerationWorker() override;
+
+    void cancel() { cancel_.store(true); }
+    // Minimum time between two preview images (previews cost a VAE decode or a latent projection).
+    void setPreviewInterval(int ms) { preview_interval_ms_ = ms; }
+
+public slots:
+    void generate(const kto::ui::GenerationRequest& request);
+    void setThreads(int threads);
+    void unload();  // frees the model (before the thread ends, so tensors die on their thread)
+
+signals:
+    void status(const QString& text);
+    void progress(quint64 id, int image, int count, int step, int steps);
+    void preview(quint64 id, int image, const QImage& image_preview);
+    void imageReady(const kto::ui::GenerationRequest& request, int image, qint64 seed, const QImage& result);
+    void finished(quint64 id, bool cancelled, const QString& error);
+
+private:
+    struct Loaded;
+    std::unique_ptr<Loaded> loaded_;
+    std::atomic<bool> cancel_{false};
+    int preview_interval_ms_ = 150;
+};
+
+}  // namespace kto::ui
