@@ -352,6 +352,7 @@ namespace {
 struct BlockFunctionHolder : torch::CustomClassHolder {
     BlockFunction fn;
     size_t num_inputs = 0;
+    std::vector<torch::Tensor> params;  // the trainable parameters fn reads
 };
 
 // Inputs: [block inputs..., trainable parameters...]; parameters are listed so the autograd node
@@ -360,8 +361,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
     static torch::Tensor forward(torch::autograd::AutogradContext* ctx,
                                  c10::intrusive_ptr<BlockFunctionHolder> holder, torch::TensorList tensors) {
         std::vector<torch::Tensor> inputs(tensors.begin(), tensors.begin() + holder->num_inputs);
-        std::vector<torch::Tensor> params(tensors.begin() + holder->num_inputs, tensors.end());
-        ctx->save_for_backward(tensors.vec());
+        ctx->save_for_backward(inputs);
         ctx->saved_data["fn"] = c10::IValue::make_capsule(holder);
         return holder->fn(inputs);  // apply() runs this with grad mode off
     }
@@ -370,20 +370,18 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
                                                    torch::autograd::variable_list grad_out) {
         auto holder = c10::static_intrusive_pointer_cast<BlockFunctionHolder>(ctx->saved_data["fn"].toCapsule());
         auto saved = ctx->get_saved_variables();
-        std::vector<torch::Tensor> inputs;
-        std::vector<torch::Tensor> targets;
-        std::vector<int64_t> target_of(saved.size(), -1);
-        for (size_t i = 0; i < saved.size(); ++i) {
-            torch::Tensor t = saved[i];
-            if (i < holder->num_inputs) {
-                t = saved[i].detach();
-                t.requires_grad_(saved[i].requires_grad());
-                inputs.push_back(t);
-            }
-            if (t.requires_grad()) {
-                target_of[i] = static_cast<int64_t>(targets.size());
-                targets.push_back(t);
-            }
+        std::vector<torch::Tensor> inputs, targets;
+        std::vector<int64_t> target_of;
+        for (const auto& s : saved) {
+            auto t = s.detach();
+            t.requires_grad_(s.requires_grad());
+            inputs.push_back(t);
+            target_of.push_back(t.requires_grad() ? static_cast<int64_t>(targets.size()) : -1);
+            if (t.requires_grad()) targets.push_back(t);
+        }
+        for (const auto& p : holder->params) {
+            target_of.push_back(static_cast<int64_t>(targets.size()));
+            targets.push_back(p);
         }
         torch::Tensor out;
         {
@@ -393,8 +391,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
         auto grads = torch::autograd::grad({out}, targets, {grad_out[0]}, /*retain_graph=*/false,
                                            /*create_graph=*/false, /*allow_unused=*/true);
         torch::autograd::variable_list result{torch::Tensor()};  // for the holder argument
-        for (size_t i = 0; i < saved.size(); ++i)
-            result.push_back(target_of[i] >= 0 ? grads[target_of[i]] : torch::Tensor());
+        for (auto idx : target_of) result.push_back(idx >= 0 ? grads[idx] : torch::Tensor());
         return result;
     }
 };
@@ -430,6 +427,7 @@ torch::Tensor checkpoint_call(torch::nn::Module& module, BlockFunction fn, const
     auto holder = c10::make_intrusive<BlockFunctionHolder>();
     holder->fn = std::move(fn);
     holder->num_inputs = inputs.size();
+    holder->params.assign(all.begin() + inputs.size(), all.end());
     return CheckpointFunction::apply(holder, torch::TensorList(all));
 }
 

@@ -1,0 +1,96 @@
+// UNet2DConditionModel against diffusers' golden outputs for the tiny-sd reference model.
+#include <QtTest/QtTest>
+#include <torch/torch.h>
+
+#include "core/common/error.h"
+#include "core/io/safetensors.h"
+#include "core/nn/unet.h"
+#include "tests/support/tensor_check.h"
+#include "tests/support/test_paths.h"
+
+// Fails unless `expr` throws kto::Error.
+#define EXPECT_KTO_ERROR(expr)                                            \
+    do {                                                                  \
+        bool kto_thrown_ = false;                                         \
+        try {                                                             \
+            (void)(expr);                                                 \
+        } catch (const kto::Error&) {                                     \
+            kto_thrown_ = true;                                           \
+        }                                                                 \
+        QVERIFY2(kto_thrown_, #expr " did not throw kto::Error");         \
+    } while (0)
+
+class TestUNetParity : public QObject {
+    Q_OBJECT
+    kto::UNet2DConditionModel unet{nullptr};
+    kto::TensorMap golden;
+
+    torch::Tensor g(const std::string& name) {
+        auto it = golden.find(name);
+        if (it == golden.end()) qFatal("golden tensor %s missing", name.c_str());
+        return it->second;
+    }
+
+private slots:
+    void initTestCase() {
+        const auto ref = kto::test::reference_dir();
+        unet = kto::load_unet(ref + "/tiny-sd/unet");
+        golden = kto::load_safetensors(ref + "/golden/tiny-sd/unet.safetensors");
+    }
+
+    void cases_data() {
+        QTest::addColumn<QString>("name");
+        for (const char* n : {"t0", "t1", "t250", "t500", "t999", "t_float", "t_per_sample", "nonsquare"})
+            QTest::newRow(n) << QString(n);
+    }
+
+    void cases() {
+        QFETCH(QString, name);
+        const auto prefix = "cases." + name.toStdString();
+        torch::NoGradGuard ng;
+        const bool ns = name == "nonsquare";
+        auto sample = ns ? g(prefix + ".sample") : g("sample");
+        auto ehs = ns ? g(prefix + ".encoder_hidden_states") : g("encoder_hidden_states");
+        auto t = g(prefix + ".timestep");
+        // diffusers was called with a 0-dim timestep except for the per-sample case.
+        if (t.numel() == 1) t = t.reshape({});
+        auto out = unet->forward(sample, t, ehs);
+        KTO_COMPARE_TENSORS(out, g(prefix + ".out"), 1e-4, "unet " + prefix + ".out");
+    }
+
+    void timestepShapesAgree() {
+        torch::NoGradGuard ng;
+        auto sample = g("sample"), ehs = g("encoder_hidden_states");
+        auto a = unet->forward(sample, torch::tensor(500, torch::kInt64), ehs);
+        auto b = unet->forward(sample, torch::tensor({500}, torch::kInt64), ehs);
+        auto c = unet->forward(sample, torch::tensor({500.0f, 500.0f}), ehs);
+        QVERIFY(torch::equal(a, b));
+        KTO_COMPARE_TENSORS(c, a, 1e-6, "unet t=500 as F32 [2] vs I64 []");
+    }
+
+    void debugActivations() {
+        torch::NoGradGuard ng;
+        kto::ActivationTrace trace;
+        unet->forward_traced(g("sample"), g("cases.t500.timestep").reshape({}), g("encoder_hidden_states"), trace);
+        int compared = 0;
+        for (const auto& [name, expected] : golden) {
+            if (name.rfind("debug.", 0) != 0) continue;
+            const auto key = name.substr(6);
+            QVERIFY2(trace.count(key), ("activation not traced: " + key).c_str());
+            KTO_COMPARE_TENSORS(trace.at(key).slice(0, 0, 1), expected, 1e-4, "unet " + name);
+            ++compared;
+        }
+        QCOMPARE(compared, 11);
+    }
+
+    void badInputsAreErrors() {
+        torch::NoGradGuard ng;
+        auto sample = g("sample"), ehs = g("encoder_hidden_states");
+        EXPECT_KTO_ERROR(unet->forward(sample.slice(1, 0, 3), torch::tensor(1), ehs));
+        EXPECT_KTO_ERROR(unet->forward(sample, torch::tensor({1, 2, 3}), ehs));
+        EXPECT_KTO_ERROR(unet->forward(sample, torch::tensor(1), ehs.slice(2, 0, 16)));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestUNetParity)
+#include "test_unet_parity.moc"
