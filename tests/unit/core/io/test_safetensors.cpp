@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "core/common/error.h"
 #include "core/io/safetensors.h"
@@ -166,6 +167,29 @@ private slots:
             QVERIFY(std::string(e.what()).find("nope.safetensors: cannot open") != std::string::npos);
         }
         QVERIFY_THROWS_EXCEPTION(kto::Error, kto::read_safetensors(tmp_.path().toStdString()));
+    }
+
+    // Random byte corruptions of a valid file either read or throw kto::Error, never crash.
+    void corruptedBytesNeverCrash() {
+        const std::string good = fixture("good.safetensors");
+        std::ifstream in(good, std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+        const std::string path = tmp("mutant.safetensors");
+        std::mt19937 rng(1234);
+        int rejected = 0;
+        for (int round = 0; round < 400; ++round) {
+            std::string m = bytes;
+            const int edits = 1 + int(rng() % 4);
+            for (int e = 0; e < edits; ++e) m[rng() % m.size()] = char(rng() % 256);
+            std::ofstream(path, std::ios::binary | std::ios::trunc).write(m.data(), long(m.size()));
+            try {
+                const auto f = kto::read_safetensors(path);
+                for (const auto& [name, t] : f.tensors) (void)t.sum();  // touch the data
+            } catch (const kto::Error&) {
+                ++rejected;
+            }
+        }
+        QVERIFY(rejected > 50);
     }
 
     // Every prefix of a valid file is rejected cleanly (never a crash).

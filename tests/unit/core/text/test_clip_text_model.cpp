@@ -66,6 +66,17 @@ private slots:
         QVERIFY(!m->is_training());
     }
 
+    // The device/dtype parameters: a float64 copy agrees with the float32 goldens to their noise floor.
+    void loadsInFloat64() {
+        torch::NoGradGuard ng;
+        auto m = kto::load_text_encoder(tiny_sd(), torch::kCPU, torch::kFloat64);
+        QCOMPARE(m->text_model->final_layer_norm->weight.scalar_type(), torch::kFloat64);
+        const auto out = m(golden_.at("input_ids"));
+        QCOMPARE(out.last_hidden_state.scalar_type(), torch::kFloat64);
+        KTO_COMPARE_TENSORS(out.last_hidden_state, golden_.at("last_hidden_state"), 1e-4,
+                            "text_encoder last_hidden_state (float64 run)");
+    }
+
     void rejectsBadInput() {
         torch::NoGradGuard ng;
         QVERIFY_THROWS_EXCEPTION(kto::Error, model_(torch::zeros({1, 78}, torch::kInt64)));
