@@ -3,11 +3,15 @@
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Transaction.h>
 #include <sqlite3.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <charconv>
+#include <cerrno>
 #include <climits>
+#include <cstring>
 #include <cstdlib>
 #include <optional>
 #include <unordered_map>
@@ -84,7 +88,13 @@ Columns read_header(const std::vector<std::string>& header, const CsvReader& csv
 // (a bare file name is also looked up under train/); nothing may resolve outside the folder.
 class ImageLocator {
 public:
-    explicit ImageLocator(fs::path root) : root_(std::move(root)), root_slash_(root_.string() + "/") {}
+    explicit ImageLocator(fs::path root) : root_(std::move(root)), root_slash_(root_.string() + "/") {
+        root_fd_ = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (root_fd_ < 0) throw Error(root_.string() + ": cannot open folder: " + std::strerror(errno));
+    }
+    ~ImageLocator() { ::close(root_fd_); }
+    ImageLocator(const ImageLocator&) = delete;
+    ImageLocator& operator=(const ImageLocator&) = delete;
 
     struct Found {
         std::string path;  // absolute
@@ -92,7 +102,16 @@ public:
         const char* skip = nullptr;  // reason kind when skipped
     };
 
-    Found locate(const std::string& rel) {
+    // Pick-a-Pic style sets name the same image in many rows: recent answers are remembered.
+    const Found& locate(const std::string& rel) {
+        auto it = recent_.find(rel);
+        if (it != recent_.end()) return it->second;
+        if (recent_.size() >= 4096) recent_.clear();  // bounded memory for any row count
+        return recent_.emplace(rel, resolve(rel)).first->second;
+    }
+
+private:
+    Found resolve(const std::string& rel) {
         Found f;
         if (rel.empty()) return skip(f, kSkipEmptyPath);
         if (rel.front() == '/') return skip(f, kSkipAbsolute);
@@ -106,7 +125,6 @@ public:
         return f;
     }
 
-private:
     static Found& skip(Found& f, const char* why) {
         f.skip = why;
         return f;
@@ -130,9 +148,10 @@ private:
 
     // True when found; false with f.skip unset when the file does not exist.
     bool try_candidate(const std::string& rel, Found& f) {
-        std::string full = root_slash_ + rel;
         struct stat st {};
-        if (::lstat(full.c_str(), &st) != 0) return false;
+        // Relative to the open folder: only the components inside the dataset are walked.
+        if (::fstatat(root_fd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+        std::string full = root_slash_ + rel;
         // Folders on the way may be links: each distinct folder is resolved once.
         const std::size_t slash = rel.rfind('/');
         if (slash != std::string::npos) {
@@ -181,7 +200,9 @@ private:
 
     fs::path root_;
     std::string root_slash_;
+    int root_fd_ = -1;
     std::unordered_map<std::string, bool> dir_inside_;
+    std::unordered_map<std::string, Found> recent_;
 };
 
 // A prepared statement on the raw connection: the import's hot loop binds without copies.
@@ -357,7 +378,7 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
             continue;
         }
         const std::string& rel = fields[static_cast<std::size_t>(col.path)];
-        const ImageLocator::Found found = locator.locate(rel);
+        const ImageLocator::Found& found = locator.locate(rel);
         if (found.skip) {
             skip_row(found.skip, "'" + rel + "'");
             continue;

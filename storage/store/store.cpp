@@ -3,6 +3,7 @@
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
+#include <sqlite3.h>
 
 #include <nlohmann/json.hpp>
 #include <set>
@@ -182,8 +183,22 @@ auto guarded(const Workspace& ws, const char* what, F&& f) -> decltype(f()) {
 
 }  // namespace
 
+namespace {
+// Memory statistics make every SQLite allocation take a global mutex; nothing here reads them.
+// Must run before SQLite initializes; if another user initialized it first, the call is refused
+// and the default stays.
+void configure_sqlite_once() {
+    static const bool done = [] {
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        return true;
+    }();
+    (void)done;
+}
+}  // namespace
+
 Store::Store(Workspace workspace, StoreOptions options)
     : workspace_(std::move(workspace)), options_(std::move(options)) {
+    configure_sqlite_once();
     const fs::path path = workspace_.database_path();
     const std::string label = path.string();
     try {
@@ -199,8 +214,10 @@ Store::Store(Workspace workspace, StoreOptions options)
                                     "version); choose another workspace folder");
             }
         }
+        // A Store is used by one thread at a time (see the header), so SQLite's mutexes are not needed.
         db_ = std::make_unique<SQLite::Database>(
-            path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE, options_.busy_timeout_ms);
+            path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
+            options_.busy_timeout_ms);
         db_->exec("PRAGMA foreign_keys = ON");
         const std::string mode = db_->execAndGet("PRAGMA journal_mode = WAL").getString();
         if (mode != "wal") throw Error(label + ": cannot switch to WAL mode (got '" + mode + "')");
