@@ -1,0 +1,499 @@
+#include "core/train/demo_model.h"
+
+#include <stb_image_write.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/common/error.h"
+#include "core/common/runtime.h"
+#include "core/io/model_folder.h"
+#include "core/io/safetensors.h"
+#include "core/io/state_dict.h"
+#include "core/nn/unet.h"
+#include "core/nn/vae.h"
+#include "core/shapes/bpe_vocab.h"
+#include "core/shapes/caption.h"
+#include "core/shapes/renderer.h"
+#include "core/shapes/scorer.h"
+#include "core/text/clip_text_model.h"
+#include "core/text/clip_tokenizer.h"
+
+namespace kto {
+
+namespace fs = std::filesystem;
+using namespace kto::shapes;
+
+namespace {
+
+constexpr const char* kDiffusersVersion = "0.25.0";
+constexpr int kImageSize = 64;
+constexpr int kLatentSize = 16;
+constexpr int kTrainTimesteps = 1000;
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// SD 1.x "scaled_linear" betas: linspace(sqrt(0.00085), sqrt(0.012), 1000)^2.
+torch::Tensor sd_alphas_cumprod() {
+    auto betas = torch::linspace(std::sqrt(0.00085), std::sqrt(0.012), kTrainTimesteps,
+                                 torch::kFloat64)
+                     .pow(2);
+    return torch::cumprod(1.0 - betas, 0).to(torch::kFloat32);
+}
+
+// Renders a batch of scenes as a [B,3,64,64] tensor in [-1,1].
+torch::Tensor render_batch(const std::vector<Scene>& scenes) {
+    std::vector<torch::Tensor> xs;
+    xs.reserve(scenes.size());
+    for (const auto& s : scenes) xs.push_back(image_to_tensor(render(s, kImageSize)));
+    return torch::stack(xs);
+}
+
+void write_text_file(const fs::path& p, const std::string& text) {
+    const fs::path tmp = p.string() + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary);
+        if (!f) throw Error(p.string() + ": cannot open for writing");
+        f << text;
+        if (!f) throw Error(p.string() + ": write failed");
+    }
+    fs::rename(tmp, p);
+}
+
+// All parameters and buffers of `m` in fp16, named as in the state dict.
+TensorMap fp16_state(torch::nn::Module& m) {
+    TensorMap out;
+    for (const auto& p : m.named_parameters(true))
+        out[p.key()] = p.value().detach().to(torch::kCPU, torch::kFloat16).contiguous();
+    for (const auto& b : m.named_buffers(true)) {
+        auto t = b.value().detach().to(torch::kCPU);
+        out[b.key()] = t.is_floating_point() ? t.to(torch::kFloat16).contiguous() : t.contiguous();
+    }
+    return out;
+}
+
+void save_component(torch::nn::Module& m, const nlohmann::json& config, const fs::path& dir,
+                    const std::string& weights_name) {
+    fs::create_directories(dir);
+    write_text_file(dir / "config.json", config.dump(2) + "\n");
+    write_safetensors((dir / weights_name).string(), fp16_state(m), {{"format", "pt"}});
+}
+
+// Text side of a generation or training step: token ids -> encoder hidden states.
+torch::Tensor encode_prompts(const CLIPTokenizer& tokenizer, CLIPTextModel& text,
+                             const std::vector<std::string>& prompts) {
+    auto tokens = tokenizer.encode(prompts);
+    return text->forward(tokens.input_ids).last_hidden_state;
+}
+
+}  // namespace
+
+nlohmann::json demo_vae_config(double scaling_factor) {
+    return {{"_class_name", "AutoencoderKL"},
+            {"_diffusers_version", kDiffusersVersion},
+            {"act_fn", "silu"},
+            {"block_out_channels", {16, 32, 64}},
+            {"down_block_types", {"DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"}},
+            {"force_upcast", true},
+            {"in_channels", 3},
+            {"latent_channels", 4},
+            {"latents_mean", nullptr},
+            {"latents_std", nullptr},
+            {"layers_per_block", 1},
+            {"norm_num_groups", 8},
+            {"out_channels", 3},
+            {"sample_size", kImageSize},
+            {"scaling_factor", scaling_factor},
+            {"up_block_types", {"UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"}}};
+}
+
+nlohmann::json demo_unet_config() {
+    return {{"_class_name", "UNet2DConditionModel"},
+            {"_diffusers_version", kDiffusersVersion},
+            {"act_fn", "silu"},
+            {"addition_embed_type", nullptr},
+            {"addition_embed_type_num_heads", 64},
+            {"addition_time_embed_dim", nullptr},
+            {"attention_head_dim", 4},
+            {"attention_type", "default"},
+            {"block_out_channels", {32, 64}},
+            {"center_input_sample", false},
+            {"class_embed_type", nullptr},
+            {"class_embeddings_concat", false},
+            {"conv_in_kernel", 3},
+            {"conv_out_kernel", 3},
+            {"cross_attention_dim", 64},
+            {"cross_attention_norm", nullptr},
+            {"down_block_types", {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D"}},
+            {"downsample_padding", 1},
+            {"dropout", 0.0},
+            {"dual_cross_attention", false},
+            {"encoder_hid_dim", nullptr},
+            {"encoder_hid_dim_type", nullptr},
+            {"flip_sin_to_cos", true},
+            {"freq_shift", 0},
+            {"in_channels", 4},
+            {"layers_per_block", 1},
+            {"mid_block_only_cross_attention", nullptr},
+            {"mid_block_scale_factor", 1},
+            {"mid_block_type", "UNetMidBlock2DCrossAttn"},
+            {"norm_eps", 1e-05},
+            {"norm_num_groups", 16},
+            {"num_attention_heads", nullptr},
+            {"num_class_embeds", nullptr},
+            {"only_cross_attention", false},
+            {"out_channels", 4},
+            {"projection_class_embeddings_input_dim", nullptr},
+            {"resnet_out_scale_factor", 1.0},
+            {"resnet_skip_time_act", false},
+            {"resnet_time_scale_shift", "default"},
+            {"reverse_transformer_layers_per_block", nullptr},
+            {"sample_size", kLatentSize},
+            {"time_cond_proj_dim", nullptr},
+            {"time_embedding_act_fn", nullptr},
+            {"time_embedding_dim", nullptr},
+            {"time_embedding_type", "positional"},
+            {"timestep_post_act", nullptr},
+            {"transformer_layers_per_block", 1},
+            {"up_block_types", {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D"}},
+            {"upcast_attention", false},
+            {"use_linear_projection", false}};
+}
+
+nlohmann::json demo_text_encoder_config(int64_t vocab_size) {
+    return {{"architectures", {"CLIPTextModel"}},
+            {"attention_dropout", 0.0},
+            {"bos_token_id", vocab_size - 2},
+            {"dropout", 0.0},
+            {"eos_token_id", vocab_size - 1},
+            {"hidden_act", "quick_gelu"},
+            {"hidden_size", 64},
+            {"initializer_factor", 1.0},
+            {"initializer_range", 0.02},
+            {"intermediate_size", 256},
+            {"layer_norm_eps", 1e-05},
+            {"max_position_embeddings", 77},
+            {"model_type", "clip_text_model"},
+            {"num_attention_heads", 4},
+            {"num_hidden_layers", 2},
+            {"pad_token_id", vocab_size - 1},
+            {"projection_dim", 64},
+            {"torch_dtype", "float16"},
+            {"transformers_version", "4.36.2"},
+            {"vocab_size", vocab_size}};
+}
+
+nlohmann::json demo_scheduler_config() {
+    return {{"_class_name", "DDIMScheduler"},
+            {"_diffusers_version", kDiffusersVersion},
+            {"beta_end", 0.012},
+            {"beta_schedule", "scaled_linear"},
+            {"beta_start", 0.00085},
+            {"clip_sample", false},
+            {"clip_sample_range", 1.0},
+            {"dynamic_thresholding_ratio", 0.995},
+            {"num_train_timesteps", kTrainTimesteps},
+            {"prediction_type", "epsilon"},
+            {"rescale_betas_zero_snr", false},
+            {"sample_max_value", 1.0},
+            {"set_alpha_to_one", false},
+            {"steps_offset", 1},
+            {"thresholding", false},
+            {"timestep_spacing", "leading"},
+            {"trained_betas", nullptr}};
+}
+
+nlohmann::json demo_model_index() {
+    return {{"_class_name", "StableDiffusionPipeline"},
+            {"_diffusers_version", kDiffusersVersion},
+            {"feature_extractor", {nullptr, nullptr}},
+            {"image_encoder", {nullptr, nullptr}},
+            {"requires_safety_checker", false},
+            {"safety_checker", {nullptr, nullptr}},
+            {"scheduler", {"diffusers", "DDIMScheduler"}},
+            {"text_encoder", {"transformers", "CLIPTextModel"}},
+            {"tokenizer", {"transformers", "CLIPTokenizer"}},
+            {"unet", {"diffusers", "UNet2DConditionModel"}},
+            {"vae", {"diffusers", "AutoencoderKL"}}};
+}
+
+void train_demo_model(const DemoTrainOptions& opt,
+                      const std::function<bool(const DemoProgress&)>& progress) {
+    if (opt.out_dir.empty()) throw Error("train-demo: an output folder is required");
+    if (opt.vae_steps < 0 || opt.unet_steps < 0 || opt.vae_batch <= 0 || opt.unet_batch <= 0 ||
+        opt.cache_images <= 0)
+        throw Error("train-demo: step counts must be >= 0 and batch sizes / cache size > 0");
+    configure_torch_threads(opt.threads);
+    torch::manual_seed(opt.seed);
+    const auto t0 = Clock::now();
+    auto report = [&](const std::string& phase, int step, int total, double loss) {
+        if (progress && !progress({phase, step, total, loss, seconds_since(t0)})) throw Cancelled();
+    };
+    const fs::path out(opt.out_dir);
+    fs::create_directories(out);
+
+    // Tokenizer first: the text encoder's vocabulary size follows from it.
+    const BpeVocab vocab = build_caption_vocab(opt.seed, 20000);
+    write_clip_tokenizer(vocab, (out / "tokenizer").string());
+    CLIPTokenizer tokenizer = CLIPTokenizer::from_folder((out / "tokenizer").string());
+
+    const uint64_t scene_stream = opt.seed;  // training scenes; evaluation uses other seeds
+
+    // ---- VAE: reconstruction (L1 + L2) plus a small KL term.
+    AutoencoderKL vae(VAEConfig::from_json(demo_vae_config(1.0)));
+    {
+        torch::optim::AdamW adam(vae->parameters(),
+                                 torch::optim::AdamWOptions(opt.vae_lr).weight_decay(1e-4));
+        auto gen = at::detail::createCPUGenerator(opt.seed + 1);
+        double ema = 0;
+        for (int step = 0; step < opt.vae_steps; ++step) {
+            std::vector<Scene> scenes;
+            for (int i = 0; i < opt.vae_batch; ++i)
+                scenes.push_back(scene_for_index(scene_stream + 1, uint64_t(step) * opt.vae_batch + i));
+            const torch::Tensor x = render_batch(scenes);
+            const LatentDist d = vae->encode(x);
+            const torch::Tensor z = d.sample(gen);
+            const torch::Tensor y = vae->decode(z);
+            const torch::Tensor kl =
+                0.5 * (d.mean.pow(2) + d.logvar.exp() - 1.0 - d.logvar).mean();
+            const torch::Tensor loss = (y - x).abs().mean() + (y - x).pow(2).mean() + 1e-4 * kl;
+            adam.zero_grad();
+            loss.backward();
+            torch::nn::utils::clip_grad_norm_(vae->parameters(), 1.0);
+            // Cosine decay keeps the last steps gentle.
+            const double lr = opt.vae_lr * 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.vae_steps)));
+            for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+            adam.step();
+            ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
+            report("vae", step + 1, opt.vae_steps, ema);
+        }
+    }
+    vae->eval();
+
+    // ---- Latent cache: encode the UNet training scenes once; scaling factor = 1 / latent std.
+    std::vector<Scene> cache_scenes;
+    torch::Tensor latents;
+    {
+        torch::NoGradGuard no_grad;
+        auto gen = at::detail::createCPUGenerator(opt.seed + 2);
+        std::vector<torch::Tensor> parts;
+        const int chunk = 64;
+        for (int i = 0; i < opt.cache_images; i += chunk) {
+            std::vector<Scene> scenes;
+            for (int k = i; k < std::min(opt.cache_images, i + chunk); ++k) {
+                cache_scenes.push_back(scene_for_index(scene_stream + 2, uint64_t(k)));
+                scenes.push_back(cache_scenes.back());
+            }
+            parts.push_back(vae->encode(render_batch(scenes)).sample(gen));
+            report("latents", int(cache_scenes.size()), opt.cache_images, 0);
+        }
+        latents = torch::cat(parts);
+    }
+    const double scaling_factor = 1.0 / latents.std().item<double>();
+    latents = latents * scaling_factor;
+
+    // ---- Text encoder + UNet together: epsilon loss, 10% empty captions.
+    const nlohmann::json text_cfg_json = demo_text_encoder_config(int64_t(vocab.tokens.size()));
+    CLIPTextModel text(CLIPTextConfig::from_json(text_cfg_json));
+    UNet2DConditionModel unet(UNetConfig::from_json(demo_unet_config()));
+    {
+        std::vector<torch::Tensor> params = unet->parameters();
+        for (auto& p : text->parameters()) params.push_back(p);
+        torch::optim::AdamW adam(params, torch::optim::AdamWOptions(opt.unet_lr).weight_decay(1e-2));
+        const torch::Tensor acp = sd_alphas_cumprod();
+        auto gen = at::detail::createCPUGenerator(opt.seed + 3);
+        Rng rng(opt.seed, 3);
+        double ema = 0;
+        const int warmup = std::min(200, std::max(1, opt.unet_steps / 10));
+        for (int step = 0; step < opt.unet_steps; ++step) {
+            std::vector<int64_t> idx;
+            std::vector<std::string> captions;
+            for (int i = 0; i < opt.unet_batch; ++i) {
+                const uint32_t k = rng.below(uint32_t(cache_scenes.size()));
+                idx.push_back(k);
+                captions.push_back(rng.chance(opt.caption_dropout) ? std::string()
+                                                                   : sample_caption(cache_scenes[k], rng));
+            }
+            const torch::Tensor x0 = latents.index_select(0, torch::tensor(idx));
+            const torch::Tensor t = torch::randint(0, kTrainTimesteps, {opt.unet_batch}, gen, torch::kInt64);
+            const torch::Tensor noise = torch::randn(x0.sizes(), gen);
+            const torch::Tensor a = acp.index_select(0, t).view({-1, 1, 1, 1});
+            const torch::Tensor xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
+            const torch::Tensor ctx = encode_prompts(tokenizer, text, captions);
+            const torch::Tensor pred = unet->forward(xt, t, ctx);
+            const torch::Tensor loss = torch::mse_loss(pred, noise);
+            adam.zero_grad();
+            loss.backward();
+            torch::nn::utils::clip_grad_norm_(params, 1.0);
+            const double warm = std::min(1.0, double(step + 1) / warmup);
+            const double lr = opt.unet_lr * warm *
+                              (0.55 + 0.45 * std::cos(M_PI * step / std::max(1, opt.unet_steps)));
+            for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+            adam.step();
+            ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
+            report("unet", step + 1, opt.unet_steps, ema);
+        }
+    }
+
+    // ---- Write the diffusers folder (fp16 weights).
+    report("save", 0, 1, 0);
+    write_text_file(out / "model_index.json", demo_model_index().dump(2) + "\n");
+    fs::create_directories(out / "scheduler");
+    write_text_file(out / "scheduler" / "scheduler_config.json", demo_scheduler_config().dump(2) + "\n");
+    save_component(*vae, demo_vae_config(scaling_factor), out / "vae", "diffusion_pytorch_model.safetensors");
+    save_component(*unet, demo_unet_config(), out / "unet", "diffusion_pytorch_model.safetensors");
+    save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");
+    report("save", 1, 1, 0);
+}
+
+namespace {
+
+// The demo folder loaded for generation (fp32 on the CPU).
+struct DemoBundle {
+    CLIPTokenizer tokenizer;
+    CLIPTextModel text{nullptr};
+    UNet2DConditionModel unet{nullptr};
+    AutoencoderKL vae{nullptr};
+    torch::Tensor alphas_cumprod;
+    int steps_offset = 1;
+
+    explicit DemoBundle(const std::string& dir)
+        : tokenizer(CLIPTokenizer::from_folder(component_dir(dir, "tokenizer"))) {
+        text = load_text_encoder(component_dir(dir, "text_encoder"));
+        text->eval();
+        unet = load_unet(component_dir(dir, "unet"));
+        unet->eval();
+        vae = load_vae(component_dir(dir, "vae"));
+        vae->eval();
+        const nlohmann::json sched = read_json_file(component_dir(dir, "scheduler") + "/scheduler_config.json");
+        steps_offset = sched.value("steps_offset", 0);
+        alphas_cumprod = sd_alphas_cumprod();
+    }
+
+    // DDIM, eta 0, "leading" spacing (diffusers DDIMScheduler with the SD 1.x config).
+    torch::Tensor generate(const std::vector<std::string>& prompts, const std::vector<uint64_t>& seeds,
+                           int steps, double guidance) {
+        torch::NoGradGuard no_grad;
+        const int64_t n = int64_t(prompts.size());
+        std::vector<torch::Tensor> noise;
+        for (uint64_t s : seeds) {
+            auto g = at::detail::createCPUGenerator(s);
+            noise.push_back(torch::randn({1, 4, kLatentSize, kLatentSize}, g));
+        }
+        torch::Tensor x = torch::cat(noise);
+        const torch::Tensor cond = encode_prompts(tokenizer, text, prompts);
+        const torch::Tensor uncond =
+            encode_prompts(tokenizer, text, std::vector<std::string>(size_t(n), std::string()));
+        const torch::Tensor ctx = torch::cat({uncond, cond});
+        const int ratio = kTrainTimesteps / steps;
+        for (int i = steps - 1; i >= 0; --i) {
+            const int t = i * ratio + steps_offset;
+            const int prev = t - ratio;
+            const torch::Tensor eps2 =
+                unet->forward(torch::cat({x, x}), torch::full({2 * n}, int64_t(t), torch::kInt64), ctx);
+            const auto parts = eps2.chunk(2);
+            const torch::Tensor eps = parts[0] + guidance * (parts[1] - parts[0]);
+            const double a = alphas_cumprod[t].item<double>();
+            const double a_prev = prev >= 0 ? alphas_cumprod[prev].item<double>()
+                                            : alphas_cumprod[0].item<double>();
+            const torch::Tensor x0 = (x - std::sqrt(1.0 - a) * eps) / std::sqrt(a);
+            x = std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;
+        }
+        return vae->decode(x / vae->scaling_factor()).clamp(-1.0, 1.0);
+    }
+};
+
+std::vector<std::string> eval_prompts(uint64_t seed, int n) {
+    // Every prompt names the shape's colour and the background (what is measured); size and
+    // position are named half of the time. Scenes come from their own seed stream.
+    CaptionOptions o;
+    o.p_colour = 1.0;
+    o.p_background = 1.0;
+    std::vector<std::string> out;
+    for (int i = 0; i < n; ++i) {
+        Rng rng(seed ^ 0xE7A1ULL, uint64_t(i));
+        out.push_back(sample_caption(sample_scene(rng), rng, o));
+    }
+    return out;
+}
+
+void write_grid_png(const std::string& path, const torch::Tensor& images, int cols, int rows) {
+    const int64_t n = std::min<int64_t>(images.size(0), int64_t(cols) * rows);
+    const int pad = 2, cell = kImageSize + pad;
+    const int w = cols * cell + pad, h = rows * cell + pad;
+    std::vector<uint8_t> px(size_t(w) * h * 3, 40);
+    for (int64_t k = 0; k < n; ++k) {
+        const Image img = tensor_to_image(images[k]);
+        const int ox = pad + int(k % cols) * cell, oy = pad + int(k / cols) * cell;
+        for (int y = 0; y < kImageSize; ++y)
+            std::copy_n(&img.rgb[size_t(y) * kImageSize * 3], kImageSize * 3,
+                        &px[(size_t(oy + y) * w + ox) * 3]);
+    }
+    if (!stbi_write_png(path.c_str(), w, h, 3, px.data(), w * 3))
+        throw Error(path + ": cannot write the PNG");
+}
+
+}  // namespace
+
+torch::Tensor demo_generate(const std::string& model_dir, const std::vector<std::string>& prompts,
+                            const std::vector<uint64_t>& seeds, int steps, double guidance) {
+    if (prompts.size() != seeds.size() || prompts.empty())
+        throw Error("demo_generate: need one seed per prompt and at least one prompt");
+    if (steps <= 0 || steps > kTrainTimesteps) throw Error("demo_generate: steps must be in 1..1000");
+    DemoBundle bundle(model_dir);
+    return bundle.generate(prompts, seeds, steps, guidance);
+}
+
+DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
+                                   const std::function<void(int, int)>& progress) {
+    if (opt.prompts <= 0 || opt.batch <= 0) throw Error("demo-eval: prompts and batch must be positive");
+    configure_torch_threads(opt.threads);
+    DemoBundle bundle(opt.model_dir);
+    DemoEvalResult r;
+    r.prompts = eval_prompts(opt.seed, opt.prompts);
+    AttributeScore colour, background, cls, size, position;
+    std::vector<torch::Tensor> images;
+    for (int i = 0; i < opt.prompts; i += opt.batch) {
+        const int end = std::min(opt.prompts, i + opt.batch);
+        std::vector<std::string> prompts(r.prompts.begin() + i, r.prompts.begin() + end);
+        std::vector<uint64_t> seeds;
+        for (int k = i; k < end; ++k) seeds.push_back(opt.seed * 1000 + uint64_t(k));
+        const torch::Tensor batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance);
+        for (int k = 0; k < end - i; ++k) {
+            const Fidelity f = fidelity(tensor_to_image(batch[k]), prompts[size_t(k)]);
+            colour.asked += f.colour.asked, colour.right += f.colour.right;
+            background.asked += f.background.asked, background.right += f.background.right;
+            cls.asked += f.cls.asked, cls.right += f.cls.right;
+            size.asked += f.size.asked, size.right += f.size.right;
+            position.asked += f.position.asked, position.right += f.position.right;
+        }
+        if (int(images.size()) * opt.batch < opt.grid_columns * opt.grid_rows) images.push_back(batch);
+        if (progress) progress(end, opt.prompts);
+    }
+    r.images = opt.prompts;
+    r.colour_right = colour.rate();
+    r.background_right = background.rate();
+    r.class_right = cls.rate();
+    r.size_right = size.rate();
+    r.position_right = position.rate();
+    if (!opt.grid_png.empty()) write_grid_png(opt.grid_png, torch::cat(images), opt.grid_columns, opt.grid_rows);
+    if (opt.speed_runs > 0) {
+        std::vector<double> times;
+        for (int k = 0; k < opt.speed_runs; ++k) {
+            const auto t0 = Clock::now();
+            bundle.generate({r.prompts[size_t(k) % r.prompts.size()]}, {uint64_t(k)}, opt.steps, opt.guidance);
+            times.push_back(seconds_since(t0));
+        }
+        std::sort(times.begin(), times.end());
+        r.median_seconds_per_image = times[times.size() / 2];
+    }
+    return r;
+}
+
+}  // namespace kto

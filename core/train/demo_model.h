@@ -1,0 +1,82 @@
+#pragma once
+// The built-in demo model: tiny configs of the real classes (AutoencoderKL, CLIPTextModel,
+// UNet2DConditionModel) trained from scratch on the shapes world, deterministically on a CPU,
+// written as a diffusers-layout folder with fp16 safetensors weights.
+// Thread-safety: each call owns its models; run one training at a time per output folder.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace kto {
+
+struct DemoTrainOptions {
+    std::string out_dir;            // folder written in diffusers layout (created)
+    int vae_steps = 1500;           // VAE reconstruction steps
+    int vae_batch = 16;
+    int unet_steps = 6000;          // text encoder + UNet steps (epsilon loss)
+    int unet_batch = 32;
+    int cache_images = 8000;        // distinct scenes encoded once into latents for UNet training
+    double vae_lr = 1e-3;
+    double unet_lr = 1e-3;
+    double caption_dropout = 0.1;   // share of empty captions, so classifier-free guidance works
+    uint64_t seed = 20261125;       // every random choice derives from it
+    int threads = 0;                // 0: KTO_THREADS or all cores
+};
+
+struct DemoProgress {
+    std::string phase;  // "vae", "latents", "unet", "save"
+    int step = 0;
+    int total = 0;
+    double loss = 0;
+    double elapsed_s = 0;
+};
+
+// Configs (complete diffusers / transformers config.json contents) of the demo model.
+nlohmann::json demo_vae_config(double scaling_factor);
+nlohmann::json demo_unet_config();
+nlohmann::json demo_text_encoder_config(int64_t vocab_size);
+nlohmann::json demo_scheduler_config();
+nlohmann::json demo_model_index();
+
+// Trains and writes the demo model. Throws kto::Error on I/O failure; kto::Cancelled when
+// `progress` returns false.
+void train_demo_model(const DemoTrainOptions& options,
+                      const std::function<bool(const DemoProgress&)>& progress = {});
+
+struct DemoEvalOptions {
+    std::string model_dir;
+    int prompts = 200;       // held-out prompts (their own seed stream, never the training one)
+    int steps = 20;          // DDIM steps
+    double guidance = 5.0;   // classifier-free guidance scale
+    uint64_t seed = 777;     // prompt and noise seeds
+    int batch = 8;
+    std::string grid_png;    // if set, a grid of the first images with their prompts' order
+    int grid_columns = 8;
+    int grid_rows = 6;
+    int speed_runs = 7;      // timed single-image generations (median reported); 0 = skip
+    int threads = 0;
+};
+
+struct DemoEvalResult {
+    int images = 0;
+    double colour_right = 0, background_right = 0, class_right = 0;  // shares in [0, 1]
+    double size_right = 0, position_right = 0;
+    double median_seconds_per_image = 0;  // 64x64, `steps` steps, CFG, batch 1
+    std::vector<std::string> prompts;
+};
+
+// Generates one image per held-out prompt (20 DDIM steps, CFG) and scores it with the shapes
+// scorer; optionally writes a grid PNG and times single-image generation.
+DemoEvalResult evaluate_demo_model(const DemoEvalOptions& options,
+                                   const std::function<void(int done, int total)>& progress = {});
+
+// Generates images for `prompts` (one seed each) with the model in `model_dir`:
+// DDIM (eta 0, the folder's scheduler config), classifier-free guidance. Returns [N,3,64,64] in [-1,1].
+torch::Tensor demo_generate(const std::string& model_dir, const std::vector<std::string>& prompts,
+                            const std::vector<uint64_t>& seeds, int steps = 20, double guidance = 5.0);
+
+}  // namespace kto
