@@ -11,6 +11,8 @@ MODE=${1:-run}
 bash scripts/install-deps.sh
 
 launcher=()
+# ccache can cache translation units that use the shared precompiled torch header only with these.
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${launcher[@]}" >/dev/null
 cmake --build "$BUILD" --parallel "$(nproc)"
