@@ -11,6 +11,7 @@
 #include <memory>
 #include <random>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "core/common/error.h"
@@ -32,6 +33,8 @@ const std::vector<std::string>& dataset_csv_columns() {
 namespace {
 
 const char* kStagingMarker = ".kto-export-";
+// Hashes learned while exporting that are written back (the rest are hashed again when needed).
+constexpr std::size_t kMaxLearnedHashes = 200000;
 
 std::string errno_text() { return std::strerror(errno); }
 
@@ -184,6 +187,7 @@ ExportResult export_dataset(Store& store, const fs::path& target_in, const Expor
     append_csv_record(out, dataset_csv_columns());
     std::unordered_set<std::string> written;
     std::vector<std::pair<std::int64_t, std::string>> learned_hashes;
+    std::unordered_map<std::string, std::string> hashed_paths;  // source path -> sha256
     std::vector<std::string> row(dataset_csv_columns().size());
     bool cancelled = false;
     const fs::path image_dir = staging.dir / kDatasetImageDir;
@@ -197,13 +201,19 @@ ExportResult export_dataset(Store& store, const fs::path& target_in, const Expor
                 copy_file(img.path, image_dir / file_name, nullptr);
                 ++result.files;
             }
+        } else if (auto known = hashed_paths.find(img.path.string()); known != hashed_paths.end()) {
+            // The same imported file in another row (Pick-a-Pic style sets repeat images).
+            file_name = known->second + ext;
+            if (learned_hashes.size() < kMaxLearnedHashes) learned_hashes.emplace_back(img.id, known->second);
         } else {
             // Imported lazily: hash while copying, then name the file by its hash.
             Sha256 hash;
             const fs::path tmp = image_dir / (".partial" + ext);
             copy_file(img.path, tmp, &hash);
             const std::string sha = hash.hex_digest();
-            learned_hashes.emplace_back(img.id, sha);
+            if (learned_hashes.size() < kMaxLearnedHashes) learned_hashes.emplace_back(img.id, sha);
+            if (hashed_paths.size() >= 65536) hashed_paths.clear();  // bounded memory
+            hashed_paths.emplace(img.path.string(), sha);
             file_name = sha + ext;
             if (written.insert(file_name).second) {
                 fs::rename(tmp, image_dir / file_name);

@@ -392,6 +392,14 @@ private slots:
         opts.progress = nullptr;
         QCOMPARE(import_dataset(store, d, opts).imported, std::int64_t(20000));
         QCOMPARE(store.counts().liked, std::int64_t(20000));
+        // One file named by 20,000 rows is copied and hashed once, and every row gets its hash.
+        const ExportResult r = export_dataset(store, fresh("export"));
+        QCOMPARE(r.images, std::int64_t(20000));
+        QCOMPARE(r.files, std::int64_t(1));
+        ImageQuery unhashed;
+        unhashed.limit = 1;
+        unhashed.newest_first = true;
+        QCOMPARE(store.query_images(unhashed).front().sha256.value(), sha256_hex(tiny_png(1)));
     }
 };
 
