@@ -113,7 +113,9 @@ JsonConfig::JsonConfig(nlohmann::json json, std::string source)
     if (!json_.is_object()) throw Error(source_ + ": expected a JSON object");
 }
 
-JsonConfig JsonConfig::from_file(const std::string& path) { return JsonConfig(read_json_file(path), path); }
+JsonConfig JsonConfig::from_file(const std::string& path) {
+    return JsonConfig(read_json_file(path), path);
+}
 
 bool JsonConfig::has(const std::string& key) const {
     auto it = json_.find(key);
@@ -140,8 +142,8 @@ T JsonConfig::get_or(const std::string& key, T fallback) const {
     return has(key) ? get<T>(key) : fallback;
 }
 
-#define KTO_JSON_CONFIG_INSTANTIATE(T)                               \
-    template T JsonConfig::get<T>(const std::string&) const;         \
+#define KTO_JSON_CONFIG_INSTANTIATE(T)                       \
+    template T JsonConfig::get<T>(const std::string&) const; \
     template T JsonConfig::get_or<T>(const std::string&, T) const;
 KTO_JSON_CONFIG_INSTANTIATE(bool)
 KTO_JSON_CONFIG_INSTANTIATE(int)
@@ -160,11 +162,13 @@ ModelIndex read_model_index(const std::string& model_dir) {
     std::error_code ec;
     if (!fs::exists(model_dir, ec)) throw Error(model_dir + ": model folder not found");
     if (!fs::is_directory(model_dir, ec))
-        throw Error(model_dir + ": not a folder (expected a diffusers model folder with model_index.json)");
+        throw Error(model_dir +
+                    ": not a folder (expected a diffusers model folder with model_index.json)");
     const std::string path = (fs::path(model_dir) / "model_index.json").string();
     if (!fs::exists(path, ec))
-        throw Error(model_dir + ": no model_index.json; expected a diffusers-layout model folder "
-                                "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)");
+        throw Error(model_dir +
+                    ": no model_index.json; expected a diffusers-layout model folder "
+                    "(model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)");
     const JsonConfig cfg = JsonConfig::from_file(path);
     ModelIndex index;
     index.folder = model_dir;
@@ -178,9 +182,11 @@ ModelIndex read_model_index(const std::string& model_dir) {
             cfg.fail(it.key(), "must be [library, class] strings, got " + describe(v));
         index.components[it.key()] = {v[0].get<std::string>(), v[1].get<std::string>()};
     }
-    if (index.components.count("text_encoder_2") || index.pipeline_class.find("XL") != std::string::npos)
-        throw Error(path + ": '" + index.pipeline_class +
-                    "' (Stable Diffusion XL) is not supported; use a Stable Diffusion 1.x or 2.x model");
+    if (index.components.count("text_encoder_2") ||
+        index.pipeline_class.find("XL") != std::string::npos)
+        throw Error(
+            path + ": '" + index.pipeline_class +
+            "' (Stable Diffusion XL) is not supported; use a Stable Diffusion 1.x or 2.x model");
     const std::pair<const char*, std::vector<std::string>> expected[] = {
         {"unet", {"UNet2DConditionModel"}},
         {"vae", {"AutoencoderKL"}},
@@ -239,20 +245,23 @@ std::string find_weights_file(const std::string& component_dir, bool prefer_fp16
         if (ext == ".bin" || ext == ".ckpt" || ext == ".pt" || ext == ".pth") pickles.push_back(n);
     }
     if (!pickles.empty())
-        throw Error(component_dir + ": pickle .bin weights are not supported; convert to safetensors (found " +
+        throw Error(component_dir +
+                    ": pickle .bin weights are not supported; convert to safetensors (found " +
                     pickles.front() + ")");
     std::string listing;
     for (const auto& n : present) listing += (listing.empty() ? "" : ", ") + n;
-    throw Error(component_dir +
-                ": no weights file (expected diffusion_pytorch_model.safetensors or model.safetensors"
-                ", or a .fp16.safetensors variant); the folder holds: " +
-                (listing.empty() ? std::string("nothing") : listing));
+    throw Error(
+        component_dir +
+        ": no weights file (expected diffusion_pytorch_model.safetensors or model.safetensors"
+        ", or a .fp16.safetensors variant); the folder holds: " +
+        (listing.empty() ? std::string("nothing") : listing));
 }
 
 TensorMap load_component_weights(const std::string& component_dir, bool prefer_fp16) {
     const std::string file = find_weights_file(component_dir, prefer_fp16);
     const std::string suffix = ".index.json";
-    if (file.size() < suffix.size() || file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0)
+    if (file.size() < suffix.size() ||
+        file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0)
         return load_safetensors(file);
 
     // Sharded weights: {"weight_map": {tensor: shard file}}.
@@ -261,10 +270,12 @@ TensorMap load_component_weights(const std::string& component_dir, bool prefer_f
     if (!map.is_object()) index.fail("weight_map", "must be an object {tensor: file}");
     std::map<std::string, std::vector<std::string>> per_shard;
     for (auto it = map.begin(); it != map.end(); ++it) {
-        if (!it.value().is_string()) index.fail("weight_map", "entry '" + it.key() + "' must name a file");
+        if (!it.value().is_string())
+            index.fail("weight_map", "entry '" + it.key() + "' must name a file");
         const std::string shard = it.value().get<std::string>();
         if (shard.find('/') != std::string::npos || shard.find("..") != std::string::npos)
-            index.fail("weight_map", "entry '" + it.key() + "' names a file outside the folder: " + shard);
+            index.fail("weight_map",
+                       "entry '" + it.key() + "' names a file outside the folder: " + shard);
         per_shard[shard].push_back(it.key());
     }
     TensorMap all;
@@ -273,7 +284,8 @@ TensorMap load_component_weights(const std::string& component_dir, bool prefer_f
         TensorMap t = load_safetensors(path);
         for (const auto& n : names) {
             auto f = t.find(n);
-            if (f == t.end()) throw Error(path + ": tensor '" + n + "' listed in " + file + " is missing");
+            if (f == t.end())
+                throw Error(path + ": tensor '" + n + "' listed in " + file + " is missing");
             all[n] = f->second;
         }
     }

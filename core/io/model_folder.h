@@ -54,7 +54,8 @@ private:
 struct ModelIndex {
     std::string folder;          // the model folder
     std::string pipeline_class;  // "_class_name", e.g. "StableDiffusionPipeline"
-    // Non-null components: name -> {library, class}, e.g. "unet" -> {"diffusers", "UNet2DConditionModel"}.
+    // Non-null components: name -> {library, class}, e.g. "unet" -> {"diffusers",
+    // "UNet2DConditionModel"}.
     std::map<std::string, std::pair<std::string, std::string>> components;
 };
 

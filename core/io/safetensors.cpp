@@ -28,9 +28,9 @@ struct DtypeInfo {
 
 // The dtypes we can hold in torch; F8 and unsigned wider types are rejected with a clear error.
 const DtypeInfo kDtypes[] = {
-    {"F64", torch::kFloat64, 8}, {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
-    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8}, {"I32", torch::kInt32, 4},
-    {"I16", torch::kInt16, 2},    {"I8", torch::kInt8, 1},     {"U8", torch::kUInt8, 1},
+    {"F64", torch::kFloat64, 8},   {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
+    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8},   {"I32", torch::kInt32, 4},
+    {"I16", torch::kInt16, 2},     {"I8", torch::kInt8, 1},     {"U8", torch::kUInt8, 1},
     {"BOOL", torch::kBool, 1},
 };
 
@@ -102,7 +102,8 @@ bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
 
 uint64_t json_u64(const nlohmann::json& v, const std::string& where) {
     if (v.is_number_unsigned()) return v.get<uint64_t>();
-    if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
+    if (v.is_number_integer() && v.get<int64_t>() >= 0)
+        return static_cast<uint64_t>(v.get<int64_t>());
     throw Error(where + " must be a non-negative integer, got " + v.dump());
 }
 
@@ -146,8 +147,8 @@ SafetensorsHeader parse_header(const std::string& path, const char* json_begin, 
         e.dtype = v["dtype"].get<std::string>();
         const DtypeInfo* dt = find_dtype(e.dtype);
         if (!dt)
-            throw Error(where + ": unknown or unsupported dtype '" + e.dtype + "' (supported: " +
-                        known_dtype_list() + ")");
+            throw Error(where + ": unknown or unsupported dtype '" + e.dtype +
+                        "' (supported: " + known_dtype_list() + ")");
         if (!v["shape"].is_array()) throw Error(where + ": 'shape' must be an array");
         uint64_t numel = 1;
         for (const auto& d : v["shape"]) {
@@ -163,8 +164,8 @@ SafetensorsHeader parse_header(const std::string& path, const char* json_begin, 
         e.begin = json_u64(offs[0], where + ": data_offsets[0]");
         e.end = json_u64(offs[1], where + ": data_offsets[1]");
         if (e.end < e.begin)
-            throw Error(where + ": data_offsets end " + std::to_string(e.end) + " is before begin " +
-                        std::to_string(e.begin));
+            throw Error(where + ": data_offsets end " + std::to_string(e.end) +
+                        " is before begin " + std::to_string(e.begin));
         uint64_t bytes = 0;
         if (mul_overflows(numel, dt->size, &bytes))
             throw Error(where + ": shape " + v["shape"].dump() + " x " + e.dtype +
@@ -210,7 +211,8 @@ SafetensorsHeader parse_header(const std::string& path, const char* json_begin, 
 }
 
 // Validates size bounds and returns N (the header length); `size` is the file size.
-uint64_t checked_header_length(const std::string& path, const unsigned char* first8, uint64_t size) {
+uint64_t checked_header_length(const std::string& path, const unsigned char* first8,
+                               uint64_t size) {
     if (size < 8)
         throw Error(path + ": file is " + std::to_string(size) +
                     " bytes, too short for a safetensors header length (truncated?)");
@@ -222,13 +224,15 @@ uint64_t checked_header_length(const std::string& path, const unsigned char* fir
         throw Error(path + ": safetensors header length " + std::to_string(n) +
                     " runs past the end of the file (" + std::to_string(size) +
                     " bytes; truncated?)");
-    if (n < 2) throw Error(path + ": safetensors header of " + std::to_string(n) + " bytes is empty");
+    if (n < 2)
+        throw Error(path + ": safetensors header of " + std::to_string(n) + " bytes is empty");
     return n;
 }
 
 void check_endianness(const std::string& path) {
     if (!host_is_little_endian())
-        throw Error(path + ": safetensors files are little-endian; big-endian hosts are not supported");
+        throw Error(path +
+                    ": safetensors files are little-endian; big-endian hosts are not supported");
 }
 
 void write_all(int fd, const void* data, size_t n, const std::string& path) {
@@ -254,7 +258,9 @@ std::string safetensors_dtype_name(torch::ScalarType dtype) {
 
 torch::ScalarType safetensors_dtype_from_name(const std::string& name) {
     const DtypeInfo* d = find_dtype(name);
-    if (!d) throw Error("unknown safetensors dtype '" + name + "' (supported: " + known_dtype_list() + ")");
+    if (!d)
+        throw Error("unknown safetensors dtype '" + name + "' (supported: " + known_dtype_list() +
+                    ")");
     return d->type;
 }
 
@@ -262,20 +268,26 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
     check_endianness(path);
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw Error(path + ": cannot open: " + sys_error());
-    std::unique_ptr<int, void (*)(int*)> guard(new int(fd), [](int* f) { ::close(*f); delete f; });
+    std::unique_ptr<int, void (*)(int*)> guard(new int(fd), [](int* f) {
+        ::close(*f);
+        delete f;
+    });
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw Error(path + ": cannot stat: " + sys_error());
     if (S_ISDIR(st.st_mode)) throw Error(path + ": is a folder, not a safetensors file");
     const uint64_t size = static_cast<uint64_t>(st.st_size);
     unsigned char first8[8] = {};
-    if (size >= 8 && ::pread(fd, first8, 8, 0) != 8) throw Error(path + ": read failed: " + sys_error());
+    if (size >= 8 && ::pread(fd, first8, 8, 0) != 8)
+        throw Error(path + ": read failed: " + sys_error());
     const uint64_t n = checked_header_length(path, first8, size);
     std::string json(n, '\0');
     uint64_t got = 0;
     while (got < n) {
         const ssize_t r = ::pread(fd, json.data() + got, n - got, static_cast<off_t>(8 + got));
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) throw Error(path + ": read failed: " + (r < 0 ? sys_error() : "unexpected end of file"));
+        if (r <= 0)
+            throw Error(path +
+                        ": read failed: " + (r < 0 ? sys_error() : "unexpected end of file"));
         got += static_cast<uint64_t>(r);
     }
     SafetensorsHeader h = parse_header(path, json.data(), n, size - 8 - n);
@@ -305,8 +317,9 @@ SafetensorsFile read_safetensors(const std::string& path) {
             t = torch::empty(e.shape, opts);
         } else if (reinterpret_cast<uintptr_t>(p) % dt->size == 0) {
             // Zero-copy: the deleter holds the mapping alive until this tensor's storage dies.
-            t = torch::from_blob(const_cast<unsigned char*>(p), e.shape,
-                                 [map](void*) mutable { map.reset(); }, opts);
+            t = torch::from_blob(
+                const_cast<unsigned char*>(p), e.shape, [map](void*) mutable { map.reset(); },
+                opts);
         } else {
             t = torch::empty(e.shape, opts);
             std::memcpy(t.data_ptr(), p, e.end - e.begin);
@@ -329,7 +342,8 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
     };
     std::vector<Item> items;
     for (const auto& [name, t] : tensors) {
-        if (name == "__metadata__") throw Error(path + ": '__metadata__' is not a valid tensor name");
+        if (name == "__metadata__")
+            throw Error(path + ": '__metadata__' is not a valid tensor name");
         if (!t.defined()) throw Error(path + ": tensor '" + name + "' is undefined");
         const DtypeInfo* dt = nullptr;
         for (const auto& d : kDtypes)
@@ -374,7 +388,8 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
     while (header.size() % 8 != 0) header += ' ';
 
     const auto slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+    const std::string dir =
+        slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
     std::string tmpl = path + ".tmp-XXXXXX";
     std::vector<char> tmp(tmpl.begin(), tmpl.end());
     tmp.push_back('\0');

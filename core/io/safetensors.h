@@ -25,16 +25,16 @@ struct SafetensorsFile {
 // One header entry, as declared in the file (validated).
 struct SafetensorsEntry {
     std::string name;
-    std::string dtype;             // "F32", "F16", "BF16", "I64", ...
+    std::string dtype;  // "F32", "F16", "BF16", "I64", ...
     std::vector<int64_t> shape;
-    uint64_t begin = 0;            // byte offsets relative to the start of the data section
+    uint64_t begin = 0;  // byte offsets relative to the start of the data section
     uint64_t end = 0;
 };
 
 struct SafetensorsHeader {
     std::vector<SafetensorsEntry> entries;  // sorted by name
     std::map<std::string, std::string> metadata;
-    uint64_t header_length = 0;             // N, the JSON byte count
+    uint64_t header_length = 0;  // N, the JSON byte count
     uint64_t file_size = 0;
 };
 

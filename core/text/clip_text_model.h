@@ -28,14 +28,16 @@ struct CLIPTextConfig {
 
     // Reads text_encoder/config.json; missing required fields and unsupported values are
     // errors naming the file and field (projection_dim and dropout fields are ignored).
-    static CLIPTextConfig from_json(const nlohmann::json& json, const std::string& source = "config.json");
+    static CLIPTextConfig from_json(const nlohmann::json& json,
+                                    const std::string& source = "config.json");
     static CLIPTextConfig from_config(const JsonConfig& config);
 };
 
 struct CLIPTextOutput {
-    torch::Tensor last_hidden_state;          // [B, S, H], after final_layer_norm
-    torch::Tensor pooler_output;              // [B, H]: last_hidden_state at the EOS position
-    std::vector<torch::Tensor> hidden_states;  // when requested: embeddings, then each layer's output
+    torch::Tensor last_hidden_state;  // [B, S, H], after final_layer_norm
+    torch::Tensor pooler_output;      // [B, H]: last_hidden_state at the EOS position
+    std::vector<torch::Tensor>
+        hidden_states;  // when requested: embeddings, then each layer's output
 };
 
 class CLIPAttentionImpl : public torch::nn::Module {

@@ -41,9 +41,11 @@ std::u32string utf8_decode(const std::string& s) {
             const size_t need = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
             char32_t v = c & (need == 2 ? 0x1F : need == 3 ? 0x0F : 0x07);
             size_t k = 1;
-            for (; k < need && i + k < n && (p[i + k] & 0xC0) == 0x80; ++k) v = (v << 6) | (p[i + k] & 0x3F);
+            for (; k < need && i + k < n && (p[i + k] & 0xC0) == 0x80; ++k)
+                v = (v << 6) | (p[i + k] & 0x3F);
             const bool complete = k == need;
-            const bool shortest = (need == 2) || (need == 3 && v >= 0x800) || (need == 4 && v >= 0x10000);
+            const bool shortest =
+                (need == 2) || (need == 3 && v >= 0x800) || (need == 4 && v >= 0x10000);
             if (complete && shortest && v <= 0x10FFFF && !(v >= 0xD800 && v <= 0xDFFF)) {
                 cp = v;
                 len = need;
@@ -102,7 +104,8 @@ std::u32string from_utf16(const std::u16string& s) {
     out.reserve(s.size());
     for (size_t i = 0; i < s.size(); ++i) {
         char32_t c = s[i];
-        if (c >= 0xD800 && c <= 0xDBFF && i + 1 < s.size() && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
+        if (c >= 0xD800 && c <= 0xDBFF && i + 1 < s.size() && s[i + 1] >= 0xDC00 &&
+            s[i + 1] <= 0xDFFF) {
             c = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
             ++i;
         }
@@ -128,29 +131,33 @@ bool is_bert_control(char32_t c) {
 }
 // BasicTokenizer._is_chinese_char: the CJK Unified Ideographs blocks.
 bool is_cjk(char32_t c) {
-    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
-           (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||
+           (c >= 0x20000 && c <= 0x2A6DF) || (c >= 0x2A700 && c <= 0x2B73F) ||
+           (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
            (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 // Python's str.isspace() (what str.split() splits on).
 bool is_py_space(char32_t c) {
-    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
-           c == 0x3000;
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 std::u32string nfc(const std::u32string& s) {
     UErrorCode err = U_ZERO_ERROR;
     const UNormalizer2* n = unorm2_getNFCInstance(&err);
-    if (U_FAILURE(err)) throw Error(std::string("ICU NFC normaliser unavailable: ") + u_errorName(err));
+    if (U_FAILURE(err))
+        throw Error(std::string("ICU NFC normaliser unavailable: ") + u_errorName(err));
     const std::u16string src = to_utf16(s);
-    if (unorm2_isNormalized(n, reinterpret_cast<const UChar*>(src.data()), int32_t(src.size()), &err) &&
+    if (unorm2_isNormalized(n, reinterpret_cast<const UChar*>(src.data()), int32_t(src.size()),
+                            &err) &&
         U_SUCCESS(err))
         return s;
     err = U_ZERO_ERROR;
     std::u16string dst(src.size() * 3 + 16, u'\0');
-    const int32_t len = unorm2_normalize(n, reinterpret_cast<const UChar*>(src.data()), int32_t(src.size()),
-                                         reinterpret_cast<UChar*>(dst.data()), int32_t(dst.size()), &err);
+    const int32_t len =
+        unorm2_normalize(n, reinterpret_cast<const UChar*>(src.data()), int32_t(src.size()),
+                         reinterpret_cast<UChar*>(dst.data()), int32_t(dst.size()), &err);
     if (U_FAILURE(err)) throw Error(std::string("NFC normalisation failed: ") + u_errorName(err));
     dst.resize(size_t(len));
     return from_utf16(dst);
@@ -161,8 +168,9 @@ std::u32string lower(const std::u32string& s) {
     const std::u16string src = to_utf16(s);
     std::u16string dst(src.size() * 3 + 16, u'\0');
     UErrorCode err = U_ZERO_ERROR;
-    const int32_t len = u_strToLower(reinterpret_cast<UChar*>(dst.data()), int32_t(dst.size()),
-                                     reinterpret_cast<const UChar*>(src.data()), int32_t(src.size()), "", &err);
+    const int32_t len =
+        u_strToLower(reinterpret_cast<UChar*>(dst.data()), int32_t(dst.size()),
+                     reinterpret_cast<const UChar*>(src.data()), int32_t(src.size()), "", &err);
     if (U_FAILURE(err)) throw Error(std::string("lower-casing failed: ") + u_errorName(err));
     dst.resize(size_t(len));
     return from_utf16(dst);
@@ -194,7 +202,8 @@ const std::vector<std::string>& byte_encoder() {
         for (int b = 0xA1; b <= 0xAC; ++b) printable[size_t(b)] = true;
         for (int b = 0xAE; b <= 0xFF; ++b) printable[size_t(b)] = true;
         int n = 0;
-        for (int b = 0; b < 256; ++b) cs[size_t(b)] = printable[size_t(b)] ? char32_t(b) : char32_t(256 + n++);
+        for (int b = 0; b < 256; ++b)
+            cs[size_t(b)] = printable[size_t(b)] ? char32_t(b) : char32_t(256 + n++);
         std::vector<std::string> t(256);
         for (int b = 0; b < 256; ++b) utf8_append(t[size_t(b)], cs[size_t(b)]);
         return t;
@@ -225,7 +234,8 @@ std::vector<std::string> split_utf8_chars(const std::string& s) {
 
 std::string token_content(const nlohmann::json& v, const std::string& where) {
     if (v.is_string()) return v.get<std::string>();
-    if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+    if (v.is_object() && v.contains("content") && v["content"].is_string())
+        return v["content"].get<std::string>();
     throw Error(where + " must be a string or an object with 'content'");
 }
 
@@ -234,8 +244,10 @@ std::string token_content(const nlohmann::json& v, const std::string& where) {
 // ---- construction ----------------------------------------------------------------------------
 
 CLIPTokenizer::CLIPTokenizer(std::unordered_map<std::string, int64_t> vocab,
-                             const std::vector<std::string>& merges_lines, CLIPTokenizerSpecialTokens specials,
-                             const std::map<std::string, int64_t>& added_tokens, const std::string& source)
+                             const std::vector<std::string>& merges_lines,
+                             CLIPTokenizerSpecialTokens specials,
+                             const std::map<std::string, int64_t>& added_tokens,
+                             const std::string& source)
     : vocab_(std::move(vocab)), specials_(std::move(specials)) {
     if (vocab_.empty()) throw Error(source + ": empty vocabulary");
     if (specials_.max_length < 2) throw Error(source + ": model_max_length must be at least 2");
@@ -277,7 +289,8 @@ CLIPTokenizer CLIPTokenizer::from_folder(const std::string& dir) {
     std::unordered_map<std::string, int64_t> vocab;
     for (auto it = vj.begin(); it != vj.end(); ++it) {
         if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0)
-            throw Error(vocab_path + ": id of token '" + it.key() + "' must be a non-negative integer");
+            throw Error(vocab_path + ": id of token '" + it.key() +
+                        "' must be a non-negative integer");
         vocab.emplace(it.key(), it.value().get<int64_t>());
     }
 
@@ -307,12 +320,15 @@ CLIPTokenizer CLIPTokenizer::from_folder(const std::string& dir) {
         const nlohmann::json& j = cfg.json();
         if (cfg.has("model_max_length")) {
             const auto& v = j["model_max_length"];
-            if (!v.is_number() || v.get<double>() < 2) cfg.fail("model_max_length", "must be a number >= 2");
+            if (!v.is_number() || v.get<double>() < 2)
+                cfg.fail("model_max_length", "must be a number >= 2");
             // "Unset" (huge) values fall back to CLIP's context length.
             specials.max_length = v.get<double>() >= kUnsetMaxLength ? 77 : int(v.get<double>());
         }
-        for (auto [key, field] : {std::pair{"bos_token", &specials.bos}, {"eos_token", &specials.eos},
-                                  {"unk_token", &specials.unk}, {"pad_token", &specials.pad}})
+        for (auto [key, field] : {std::pair{"bos_token", &specials.bos},
+                                  {"eos_token", &specials.eos},
+                                  {"unk_token", &specials.unk},
+                                  {"pad_token", &specials.pad}})
             if (cfg.has(key)) *field = token_content(j[key], cfg_path + ": '" + key + "'");
         if (cfg.has("added_tokens_decoder")) {
             const auto& atd = j["added_tokens_decoder"];
@@ -333,8 +349,10 @@ CLIPTokenizer CLIPTokenizer::from_folder(const std::string& dir) {
     const std::string map_path = (d / "special_tokens_map.json").string();
     if (fs::exists(map_path, ec)) {
         const JsonConfig m = JsonConfig::from_file(map_path);
-        for (auto [key, field] : {std::pair{"bos_token", &specials.bos}, {"eos_token", &specials.eos},
-                                  {"unk_token", &specials.unk}, {"pad_token", &specials.pad}})
+        for (auto [key, field] : {std::pair{"bos_token", &specials.bos},
+                                  {"eos_token", &specials.eos},
+                                  {"unk_token", &specials.unk},
+                                  {"pad_token", &specials.pad}})
             if (m.has(key)) *field = token_content(m.json()[key], map_path + ": '" + key + "'");
     }
     return CLIPTokenizer(std::move(vocab), lines, specials, added, dir);
@@ -384,7 +402,8 @@ std::vector<std::string> CLIPTokenizer::split_words(const std::string& cleaned) 
             continue;
         }
         bool matched = false;
-        for (const char* lit : {"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}) {
+        for (const char* lit :
+             {"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"}) {
             if (starts_with_ci(s, i, lit)) {
                 emit(std::char_traits<char>::length(lit));
                 matched = true;
@@ -403,7 +422,8 @@ std::vector<std::string> CLIPTokenizer::split_words(const std::string& cleaned) 
     return out;
 }
 
-std::vector<std::pair<std::string, bool>> CLIPTokenizer::split_added(const std::string& text) const {
+std::vector<std::pair<std::string, bool>> CLIPTokenizer::split_added(
+    const std::string& text) const {
     // Leftmost, then longest, occurrence of any added token (transformers' Trie.split).
     std::vector<std::pair<std::string, bool>> out;
     size_t start = 0, i = 0;

@@ -47,6 +47,7 @@ public:
     // vocab: token -> id. merges: the lines of merges.txt in order, first line ("#version")
     // included (it is skipped, and at most 48894 merges are used, as CLIP does).
     // added_tokens: extra tokens split out before BPE (content -> id), specials are added.
+    // Their lstrip/rstrip flags need no handling: CLIP never turns whitespace into tokens.
     CLIPTokenizer(std::unordered_map<std::string, int64_t> vocab,
                   const std::vector<std::string>& merges_lines, CLIPTokenizerSpecialTokens specials,
                   const std::map<std::string, int64_t>& added_tokens = {},
@@ -84,7 +85,7 @@ private:
     std::unordered_map<std::string, int64_t> vocab_;
     std::unordered_map<int64_t, std::string> id_to_token_;
     std::unordered_map<std::string, int> merge_ranks_;  // "first second" -> rank
-    std::map<std::string, int64_t> added_;               // added tokens incl. specials -> id
+    std::map<std::string, int64_t> added_;              // added tokens incl. specials -> id
     CLIPTokenizerSpecialTokens specials_;
     int64_t bos_id_ = 0, eos_id_ = 0, pad_id_ = 0, unk_id_ = 0;
 };

@@ -1,5 +1,5 @@
-#include <QtTest/QtTest>
 #include <torch/torch.h>
+#include <QtTest/QtTest>
 
 #include <filesystem>
 #include <fstream>
@@ -85,7 +85,8 @@ private slots:
         // Index fine but a component folder absent.
         const fs::path p = fresh("nofolders");
         fs::copy_file(tiny_sd() + "/model_index.json", p / "model_index.json");
-        expect_error([&] { kto::read_model_index(p.string()); }, {"component folder 'unet' not found"});
+        expect_error([&] { kto::read_model_index(p.string()); },
+                     {"component folder 'unet' not found"});
     }
 
     void configFieldErrorsNameFileAndField() {
@@ -100,20 +101,23 @@ private slots:
         const auto bad = kto::read_component_config(configs() + "/bad_types");
         expect_error([&] { bad.get<int>("hidden_size"); },
                      {"bad_types/config.json: 'hidden_size' must be an integer", "thirty-two"});
-        expect_error([&] { bad.get<int>("num_hidden_layers"); }, {"'num_hidden_layers' must be an integer", "2.5"});
+        expect_error([&] { bad.get<int>("num_hidden_layers"); },
+                     {"'num_hidden_layers' must be an integer", "2.5"});
         expect_error([&] { bad.get<bool>("use_thing"); }, {"'use_thing' must be a boolean"});
         expect_error([&] { bad.get<std::vector<int>>("block_out_channels"); },
                      {"'block_out_channels' must be a list of integers"});
-        expect_error([&] { bad.get_or<int>("hidden_size", 3); }, {"'hidden_size' must be an integer"});
+        expect_error([&] { bad.get_or<int>("hidden_size", 3); },
+                     {"'hidden_size' must be an integer"});
         QCOMPARE(bad.get<float>("layer_norm_eps"), 1e-5f);
-        expect_error([&] { kto::read_component_config(configs() + "/sdxl"); }, {"config.json: file not found"});
+        expect_error([&] { kto::read_component_config(configs() + "/sdxl"); },
+                     {"config.json: file not found"});
     }
 
     void findsWeights() {
-        QVERIFY(kto::find_weights_file(tiny_sd() + "/unet").find("unet/diffusion_pytorch_model.safetensors") !=
-                std::string::npos);
-        QVERIFY(kto::find_weights_file(tiny_sd() + "/text_encoder").find("text_encoder/model.safetensors") !=
-                std::string::npos);
+        QVERIFY(kto::find_weights_file(tiny_sd() + "/unet")
+                    .find("unet/diffusion_pytorch_model.safetensors") != std::string::npos);
+        QVERIFY(kto::find_weights_file(tiny_sd() + "/text_encoder")
+                    .find("text_encoder/model.safetensors") != std::string::npos);
 
         const fs::path both = fresh("both");
         touch(both / "diffusion_pytorch_model.safetensors");
@@ -127,9 +131,11 @@ private slots:
         QCOMPARE(fs::path(kto::find_weights_file(fp16.string())).filename().string(),
                  std::string("model.fp16.safetensors"));
 
-        expect_error([&] { kto::find_weights_file(configs() + "/only_bin"); },
-                     {"pickle .bin weights are not supported; convert to safetensors", "pytorch_model.bin"});
-        expect_error([&] { kto::find_weights_file(fresh("noweights").string()); }, {"no weights file"});
+        expect_error(
+            [&] { kto::find_weights_file(configs() + "/only_bin"); },
+            {"pickle .bin weights are not supported; convert to safetensors", "pytorch_model.bin"});
+        expect_error([&] { kto::find_weights_file(fresh("noweights").string()); },
+                     {"no weights file"});
     }
 
     void loadsShardedWeights() {

@@ -1,5 +1,5 @@
-#include <QtTest/QtTest>
 #include <torch/torch.h>
+#include <QtTest/QtTest>
 
 #include <filesystem>
 #include <fstream>
@@ -16,7 +16,9 @@ class TestSafetensors : public QObject {
 
     QTemporaryDir tmp_;
 
-    std::string tmp(const std::string& name) const { return tmp_.filePath(QString::fromStdString(name)).toStdString(); }
+    std::string tmp(const std::string& name) const {
+        return tmp_.filePath(QString::fromStdString(name)).toStdString();
+    }
     static std::string fixture(const std::string& name) {
         return kto::test::test_data_dir() + "/safetensors/" + name;
     }
@@ -56,7 +58,8 @@ private slots:
         in["scalar"] = torch::tensor(3.5f);
         in["empty"] = torch::zeros({0, 4});
         in["strided"] = torch::randn({4, 6}).t();  // non-contiguous input is written densely
-        const std::map<std::string, std::string> meta{{"format", "pt"}, {"note", "quote \" and \\"}};
+        const std::map<std::string, std::string> meta{{"format", "pt"},
+                                                      {"note", "quote \" and \\"}};
         const std::string path = tmp("rt.safetensors");
         kto::write_safetensors(path, in, meta);
 
@@ -78,7 +81,8 @@ private slots:
         }
         // No temporary file left behind.
         int files = 0;
-        for (const auto& e : fs::directory_iterator(tmp_.path().toStdString())) files += e.is_regular_file();
+        for (const auto& e : fs::directory_iterator(tmp_.path().toStdString()))
+            files += e.is_regular_file();
         QCOMPARE(files, 1);
     }
 
@@ -101,15 +105,17 @@ private slots:
     }
 
     void writerRejectsUnsupportedDtype() {
-        QVERIFY_THROWS_EXCEPTION(kto::Error, kto::write_safetensors(tmp("c.safetensors"),
-                                                                    {{"c", torch::zeros({2}, torch::kComplexFloat)}}));
+        QVERIFY_THROWS_EXCEPTION(
+            kto::Error, kto::write_safetensors(tmp("c.safetensors"),
+                                               {{"c", torch::zeros({2}, torch::kComplexFloat)}}));
         QVERIFY(!fs::exists(tmp("c.safetensors")));
     }
 
     void readsGoodFixture() {
         const auto f = kto::read_safetensors(fixture("good.safetensors"));
         QCOMPARE(f.metadata.at("format"), std::string("pt"));
-        QVERIFY(torch::equal(f.tensors.at("a"), torch::tensor({1.f, 2.f, 3.f, 4.f}).reshape({2, 2})));
+        QVERIFY(
+            torch::equal(f.tensors.at("a"), torch::tensor({1.f, 2.f, 3.f, 4.f}).reshape({2, 2})));
         QVERIFY(torch::equal(f.tensors.at("b"), torch::tensor({5.f, 6.f, 7.f})));
         QCOMPARE(f.tensors.at("ids").item<int64_t>(), int64_t(42));  // misaligned: copied
     }
@@ -124,7 +130,8 @@ private slots:
             QVERIFY2(!f.tensors.empty(), e.path().c_str());
             for (const auto& [name, t] : f.tensors) {
                 if (t.is_floating_point())
-                    QVERIFY2(torch::isfinite(t).all().item<bool>(), (e.path().string() + ":" + name).c_str());
+                    QVERIFY2(torch::isfinite(t).all().item<bool>(),
+                             (e.path().string() + ":" + name).c_str());
             }
             ++files;
         }
@@ -139,19 +146,32 @@ private slots:
     void brokenFixtures_data() {
         QTest::addColumn<QString>("file");
         QTest::addColumn<QString>("needle");
-        QTest::newRow("truncated") << "truncated.safetensors" << "outside the data section";
-        QTest::newRow("too short") << "too_short.safetensors" << "too short";
-        QTest::newRow("huge header") << "huge_header.safetensors" << "exceeds the 100 MB limit";
-        QTest::newRow("header past eof") << "header_past_eof.safetensors" << "past the end of the file";
-        QTest::newRow("not json") << "not_json.safetensors" << "not valid JSON";
-        QTest::newRow("json array") << "json_array.safetensors" << "must be a JSON object";
-        QTest::newRow("unknown dtype") << "unknown_dtype.safetensors" << "tensor 'weird': unknown or unsupported dtype 'F7'";
-        QTest::newRow("span mismatch") << "span_mismatch.safetensors" << "tensor 'w': span mismatch";
-        QTest::newRow("overlap") << "overlap.safetensors" << "tensor 'y' overlaps tensor 'x'";
-        QTest::newRow("span outside") << "span_outside.safetensors" << "tensor 'far': data_offsets";
-        QTest::newRow("bad metadata") << "bad_metadata.safetensors" << "'__metadata__' entry 'step' must be a string";
-        QTest::newRow("shape overflow") << "shape_overflow.safetensors" << "tensor 'big': shape";
-        QTest::newRow("gap") << "gap.safetensors" << "densely packed";
+        QTest::newRow("truncated") << "truncated.safetensors"
+                                   << "outside the data section";
+        QTest::newRow("too short") << "too_short.safetensors"
+                                   << "too short";
+        QTest::newRow("huge header") << "huge_header.safetensors"
+                                     << "exceeds the 100 MB limit";
+        QTest::newRow("header past eof") << "header_past_eof.safetensors"
+                                         << "past the end of the file";
+        QTest::newRow("not json") << "not_json.safetensors"
+                                  << "not valid JSON";
+        QTest::newRow("json array") << "json_array.safetensors"
+                                    << "must be a JSON object";
+        QTest::newRow("unknown dtype") << "unknown_dtype.safetensors"
+                                       << "tensor 'weird': unknown or unsupported dtype 'F7'";
+        QTest::newRow("span mismatch") << "span_mismatch.safetensors"
+                                       << "tensor 'w': span mismatch";
+        QTest::newRow("overlap") << "overlap.safetensors"
+                                 << "tensor 'y' overlaps tensor 'x'";
+        QTest::newRow("span outside") << "span_outside.safetensors"
+                                      << "tensor 'far': data_offsets";
+        QTest::newRow("bad metadata") << "bad_metadata.safetensors"
+                                      << "'__metadata__' entry 'step' must be a string";
+        QTest::newRow("shape overflow") << "shape_overflow.safetensors"
+                                        << "tensor 'big': shape";
+        QTest::newRow("gap") << "gap.safetensors"
+                             << "densely packed";
     }
     void brokenFixtures() {
         QFETCH(QString, file);
@@ -164,7 +184,8 @@ private slots:
             kto::read_safetensors(tmp("nope.safetensors"));
             QFAIL("no error");
         } catch (const kto::Error& e) {
-            QVERIFY(std::string(e.what()).find("nope.safetensors: cannot open") != std::string::npos);
+            QVERIFY(std::string(e.what()).find("nope.safetensors: cannot open") !=
+                    std::string::npos);
         }
         QVERIFY_THROWS_EXCEPTION(kto::Error, kto::read_safetensors(tmp_.path().toStdString()));
     }

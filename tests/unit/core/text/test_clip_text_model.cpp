@@ -1,5 +1,5 @@
-#include <QtTest/QtTest>
 #include <torch/torch.h>
+#include <QtTest/QtTest>
 
 #include <nlohmann/json.hpp>
 
@@ -20,29 +20,35 @@ class TestClipTextModel : public QObject {
 
 private slots:
     void initTestCase() {
-        golden_ = kto::load_safetensors(kto::test::reference_dir() + "/golden/tiny-sd/text_encoder.safetensors");
+        golden_ = kto::load_safetensors(kto::test::reference_dir() +
+                                        "/golden/tiny-sd/text_encoder.safetensors");
         model_ = kto::load_text_encoder(tiny_sd());
     }
 
     void lastHiddenStateAndPooler() {
         torch::NoGradGuard ng;
         const auto out = model_(golden_.at("input_ids"));
-        KTO_COMPARE_TENSORS(out.last_hidden_state, golden_.at("last_hidden_state"), 1e-4, "text_encoder last_hidden_state");
-        KTO_COMPARE_TENSORS(out.pooler_output, golden_.at("pooler_output"), 1e-4, "text_encoder pooler_output");
+        KTO_COMPARE_TENSORS(out.last_hidden_state, golden_.at("last_hidden_state"), 1e-4,
+                            "text_encoder last_hidden_state");
+        KTO_COMPARE_TENSORS(out.pooler_output, golden_.at("pooler_output"), 1e-4,
+                            "text_encoder pooler_output");
     }
 
     void withAttentionMask() {
         torch::NoGradGuard ng;
         const auto out = model_(golden_.at("input_ids"), golden_.at("attention_mask"));
-        KTO_COMPARE_TENSORS(out.last_hidden_state, golden_.at("last_hidden_state_with_attention_mask"), 1e-4,
+        KTO_COMPARE_TENSORS(out.last_hidden_state,
+                            golden_.at("last_hidden_state_with_attention_mask"), 1e-4,
                             "text_encoder last_hidden_state_with_attention_mask");
     }
 
     void penultimateClipSkip() {
         torch::NoGradGuard ng;
-        KTO_COMPARE_TENSORS(model_->encode(golden_.at("input_ids"), 1), golden_.at("penultimate_hidden_state_final_ln"),
-                            1e-4, "text_encoder penultimate_hidden_state_final_ln");
-        KTO_COMPARE_TENSORS(model_->encode(golden_.at("input_ids"), 0), golden_.at("last_hidden_state"), 1e-4,
+        KTO_COMPARE_TENSORS(model_->encode(golden_.at("input_ids"), 1),
+                            golden_.at("penultimate_hidden_state_final_ln"), 1e-4,
+                            "text_encoder penultimate_hidden_state_final_ln");
+        KTO_COMPARE_TENSORS(model_->encode(golden_.at("input_ids"), 0),
+                            golden_.at("last_hidden_state"), 1e-4,
                             "text_encoder encode clip_skip 0");
         QVERIFY_THROWS_EXCEPTION(kto::Error, model_->encode(golden_.at("input_ids"), 5));
     }
@@ -54,7 +60,8 @@ private slots:
         QCOMPARE(int(out.hidden_states.size()), 6);
         for (int i = 0; i < 6; ++i) {
             const std::string name = "debug.hidden_states." + std::to_string(i);
-            KTO_COMPARE_TENSORS(out.hidden_states[size_t(i)], golden_.at(name), 1e-4, "text_encoder " + name);
+            KTO_COMPARE_TENSORS(out.hidden_states[size_t(i)], golden_.at(name), 1e-4,
+                                "text_encoder " + name);
         }
     }
 
@@ -66,7 +73,8 @@ private slots:
         QVERIFY(!m->is_training());
     }
 
-    // The device/dtype parameters: a float64 copy agrees with the float32 goldens to their noise floor.
+    // The device/dtype parameters: a float64 copy agrees with the float32 goldens to their noise
+    // floor.
     void loadsInFloat64() {
         torch::NoGradGuard ng;
         auto m = kto::load_text_encoder(tiny_sd(), torch::kCPU, torch::kFloat64);
@@ -91,8 +99,10 @@ private slots:
             kto::CLIPTextConfig::from_json(j, "te/config.json");
             QFAIL("no error");
         } catch (const kto::Error& e) {
-            QVERIFY2(std::string(e.what()).find("te/config.json: 'hidden_act' 'relu6' is not supported") !=
-                         std::string::npos, e.what());
+            QVERIFY2(
+                std::string(e.what()).find(
+                    "te/config.json: 'hidden_act' 'relu6' is not supported") != std::string::npos,
+                e.what());
         }
         j = kto::read_json_file(tiny_sd() + "/text_encoder/config.json");
         j.erase("hidden_size");
@@ -100,13 +110,16 @@ private slots:
             kto::CLIPTextConfig::from_json(j, "te/config.json");
             QFAIL("no error");
         } catch (const kto::Error& e) {
-            QVERIFY2(std::string(e.what()).find("te/config.json: missing 'hidden_size'") != std::string::npos, e.what());
+            QVERIFY2(std::string(e.what()).find("te/config.json: missing 'hidden_size'") !=
+                         std::string::npos,
+                     e.what());
         }
     }
 
     void wrongWeightsAreRejected() {
         // A text encoder config that does not fit the stored weights: the error lists the mismatch.
-        auto cfg = kto::CLIPTextConfig::from_json(kto::read_json_file(tiny_sd() + "/text_encoder/config.json"));
+        auto cfg = kto::CLIPTextConfig::from_json(
+            kto::read_json_file(tiny_sd() + "/text_encoder/config.json"));
         cfg.num_hidden_layers = 6;
         kto::CLIPTextModel m(cfg);
         const auto w = kto::load_safetensors(tiny_sd() + "/text_encoder/model.safetensors");
@@ -114,24 +127,29 @@ private slots:
             kto::load_state_dict_strict(*m, w, "model.safetensors");
             QFAIL("no error");
         } catch (const kto::Error& e) {
-            QVERIFY2(std::string(e.what()).find("text_model.encoder.layers.5.mlp.fc1.weight") != std::string::npos,
+            QVERIFY2(std::string(e.what()).find("text_model.encoder.layers.5.mlp.fc1.weight") !=
+                         std::string::npos,
                      e.what());
         }
     }
 
     // Our module declares exactly the SD 1.5 text encoder's state-dict names and shapes.
     void matchesSd15StateDictKeys() {
-        const auto ref = kto::read_json_file(kto::test::reference_dir() + "/state_dict_keys/sd15_text_encoder.json");
-        const kto::CLIPTextModel full(kto::CLIPTextConfig::from_json(ref["config"], "sd15_text_encoder.json"));
+        const auto ref = kto::read_json_file(kto::test::reference_dir() +
+                                             "/state_dict_keys/sd15_text_encoder.json");
+        const kto::CLIPTextModel full(
+            kto::CLIPTextConfig::from_json(ref["config"], "sd15_text_encoder.json"));
         std::map<std::string, std::vector<int64_t>> expected;
-        for (const auto& t : ref["tensors"]) expected[t["name"].get<std::string>()] = t["shape"].get<std::vector<int64_t>>();
+        for (const auto& t : ref["tensors"])
+            expected[t["name"].get<std::string>()] = t["shape"].get<std::vector<int64_t>>();
         const auto ours = kto::named_parameter_shapes(*full);
         QCOMPARE(int(ours.size()), ref["num_tensors"].get<int>());
         int64_t elements = 0;
         for (const auto& [name, shape] : ours) {
             QVERIFY2(expected.count(name), ("not in the reference: " + name).c_str());
             QVERIFY2(expected.at(name) == shape, (name + ": " + kto::shape_string(shape) + " vs " +
-                                                  kto::shape_string(expected.at(name))).c_str());
+                                                  kto::shape_string(expected.at(name)))
+                                                     .c_str());
             int64_t n = 1;
             for (auto d : shape) n *= d;
             elements += n;

@@ -1,5 +1,5 @@
-#include <QtTest/QtTest>
 #include <torch/torch.h>
+#include <QtTest/QtTest>
 
 #include <filesystem>
 #include <fstream>
@@ -51,12 +51,17 @@ private slots:
             for (size_t k = 0; k < shown; ++k)
                 QVERIFY2(tokens[k] == p["tokens"][k + 1].get<std::string>(),
                          (label + " token " + std::to_string(k) + ": " + tokens[k] + " vs " +
-                          p["tokens"][k + 1].get<std::string>()).c_str());
-            QVERIFY2(tok.encode_ids(prompts[i]) == p["untruncated_ids"].get<std::vector<int64_t>>(), label.c_str());
+                          p["tokens"][k + 1].get<std::string>())
+                             .c_str());
+            QVERIFY2(tok.encode_ids(prompts[i]) == p["untruncated_ids"].get<std::vector<int64_t>>(),
+                     label.c_str());
             QVERIFY2(enc.truncated[i] == p["truncated"].get<bool>(), label.c_str());
-            QVERIFY2(enc.num_tokens[i] == p["num_tokens"].get<int>() || enc.truncated[i], label.c_str());
-            QVERIFY2(torch::equal(enc.input_ids[int64_t(i)], golden.at("input_ids")[int64_t(i)]), label.c_str());
-            QVERIFY2(torch::equal(enc.attention_mask[int64_t(i)], golden.at("attention_mask")[int64_t(i)]),
+            QVERIFY2(enc.num_tokens[i] == p["num_tokens"].get<int>() || enc.truncated[i],
+                     label.c_str());
+            QVERIFY2(torch::equal(enc.input_ids[int64_t(i)], golden.at("input_ids")[int64_t(i)]),
+                     label.c_str());
+            QVERIFY2(torch::equal(enc.attention_mask[int64_t(i)],
+                                  golden.at("attention_mask")[int64_t(i)]),
                      label.c_str());
         }
         QVERIFY(torch::equal(enc.input_ids, golden.at("input_ids")));
@@ -106,29 +111,48 @@ private slots:
     void textCleanUp() {
         using T = kto::CLIPTokenizer;
         QCOMPARE(T::clean_text("  A\tB\r\nC  "), std::string("a b c"));
-        QCOMPARE(T::clean_text("ΣΊΣΥΦΟΣ"), std::string("σίσυφος"));       // final sigma
-        QCOMPARE(T::clean_text("İ"), std::string("i\xcc\x87"));             // full lower-casing
-        QCOMPARE(T::clean_text("東京x"), std::string("東 京 x"));           // CJK spacing
-        QCOMPARE(T::clean_text("e\xcc\x81"), std::string("\xc3\xa9"));      // NFC
-        QCOMPARE(T::clean_text("a\u200bb\u00adc"), std::string("abc"));     // Cf dropped
+        QCOMPARE(T::clean_text("ΣΊΣΥΦΟΣ"), std::string("σίσυφος"));      // final sigma
+        QCOMPARE(T::clean_text("İ"), std::string("i\xcc\x87"));          // full lower-casing
+        QCOMPARE(T::clean_text("東京x"), std::string("東 京 x"));        // CJK spacing
+        QCOMPARE(T::clean_text("e\xcc\x81"), std::string("\xc3\xa9"));   // NFC
+        QCOMPARE(T::clean_text("a\u200bb\u00adc"), std::string("abc"));  // Cf dropped
         QCOMPARE(T::clean_text("a\u00a0b\u2028c\u3000d"), std::string("a b c d"));
-        QCOMPARE(T::clean_text(std::string("a\xff" "b", 3)), std::string("ab"));  // invalid UTF-8 dropped
+        QCOMPARE(T::clean_text(std::string("a\xff"
+                                           "b",
+                                           3)),
+                 std::string("ab"));  // invalid UTF-8 dropped
         const auto w = T::split_words("it's 42% <lora:x> don't");
-        const std::vector<std::string> expect{"it", "'s", "4", "2", "%", "<", "lora", ":", "x", ">", "don", "'t"};
+        const std::vector<std::string> expect{"it",   "'s", "4", "2", "%",   "<",
+                                              "lora", ":",  "x", ">", "don", "'t"};
         QVERIFY(w == expect);
     }
 
     void padsWithConfiguredToken() {
         // SD 2.x tokenizers pad with "!" (id 0) and treat it as a special token.
-        std::unordered_map<std::string, int64_t> vocab{{"!", 0}, {"a</w>", 1}, {"a", 2},
-                                                       {"<|startoftext|>", 3}, {"<|endoftext|>", 4}};
+        std::unordered_map<std::string, int64_t> vocab{
+            {"!", 0}, {"a</w>", 1}, {"a", 2}, {"<|startoftext|>", 3}, {"<|endoftext|>", 4}};
         kto::CLIPTokenizerSpecialTokens sp;
         sp.pad = "!";
         sp.max_length = 8;
         const kto::CLIPTokenizer tok(vocab, {"#version: 0.2"}, sp);
         const auto enc = tok.encode({"a"});
-        QVERIFY(torch::equal(enc.input_ids[0], torch::tensor({3, 1, 4, 0, 0, 0, 0, 0}, torch::kInt64)));
-        QVERIFY(torch::equal(enc.attention_mask[0], torch::tensor({1, 1, 1, 0, 0, 0, 0, 0}, torch::kInt64)));
+        QVERIFY(
+            torch::equal(enc.input_ids[0], torch::tensor({3, 1, 4, 0, 0, 0, 0, 0}, torch::kInt64)));
+        QVERIFY(torch::equal(enc.attention_mask[0],
+                             torch::tensor({1, 1, 1, 0, 0, 0, 0, 0}, torch::kInt64)));
+    }
+
+    void addedTokensSplitBeforeBpe() {
+        std::unordered_map<std::string, int64_t> vocab{
+            {"a</w>", 1},         {"a", 2}, {"<|startoftext|>", 3},
+            {"<|endoftext|>", 4}, {"Ġ", 5}, {"Ġ</w>", 6}};
+        kto::CLIPTokenizerSpecialTokens sp;
+        const kto::CLIPTokenizer tok(vocab, {"#version: 0.2"}, sp,
+                                     {{"<style>", 7}, {"<plain>", 8}});
+        QVERIFY(
+            (tok.encode_ids("a <style> a<plain>a") == std::vector<int64_t>{3, 1, 7, 1, 8, 1, 4}));
+        QCOMPARE(tok.decode(tok.encode_ids("a <style> a"), false),
+                 std::string("<|startoftext|>a <style>a <|endoftext|>"));
     }
 
     void folderErrorsNameTheFile() {
@@ -147,8 +171,10 @@ private slots:
             kto::CLIPTokenizer::from_folder(d.string());
             QFAIL("no error");
         } catch (const kto::Error& e) {
-            QVERIFY2(std::string(e.what()).find("pad_token '<|nonexistent|>' is not in the vocabulary") !=
-                         std::string::npos, e.what());
+            QVERIFY2(
+                std::string(e.what()).find(
+                    "pad_token '<|nonexistent|>' is not in the vocabulary") != std::string::npos,
+                e.what());
         }
     }
 };
