@@ -85,6 +85,22 @@ private slots:
                             "text_encoder last_hidden_state (float64 run)");
     }
 
+    // Configs with eos_token_id != 2 pool at the first EOS id rather than at the highest id.
+    void poolsAtFirstEosForNewConfigs() {
+        torch::NoGradGuard ng;
+        auto cfg = kto::CLIPTextConfig::from_json(
+            kto::read_json_file(tiny_sd() + "/text_encoder/config.json"));
+        cfg.eos_token_id = 7;
+        kto::CLIPTextModel m(cfg);
+        kto::StateDictLoadOptions opts;
+        kto::load_state_dict_strict(
+            *m, kto::load_safetensors(tiny_sd() + "/text_encoder/model.safetensors"), "te", opts);
+        const auto ids = torch::tensor({998, 40, 7, 900, 7, 999, 999}, torch::kInt64).view({1, 7});
+        const auto out = m(ids);
+        QVERIFY(torch::equal(out.pooler_output[0], out.last_hidden_state[0][2]));
+        QVERIFY(torch::equal(model_(ids).pooler_output[0], model_(ids).last_hidden_state[0][5]));
+    }
+
     void rejectsBadInput() {
         torch::NoGradGuard ng;
         QVERIFY_THROWS_EXCEPTION(kto::Error, model_(torch::zeros({1, 78}, torch::kInt64)));
