@@ -1,0 +1,127 @@
+#pragma once
+// Text-to-image with a loaded Stable Diffusion 1.x/2.x model set, computed as diffusers 0.25.1's
+// StableDiffusionPipeline computes it: CLIP text states for [negative; positive] prompts,
+// classifier-free guidance uncond + cfg (cond - uncond), initial latents torch.randn'd from a CPU
+// generator seeded with the seed (one draw of shape [B,4,h,w]) times init_noise_sigma, the
+// scheduler loop, VAE decode of latents / scaling_factor, image = clamp(decoded / 2 + 0.5, 0, 1).
+//
+// Thread-safety: a ModelBundle holds modules that run one forward at a time; call generate()
+// for one bundle from one thread at a time (the callbacks run on that thread).
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/nn/lora.h"
+#include "core/nn/unet.h"
+#include "core/nn/vae.h"
+#include "core/sampling/scheduler.h"
+#include "core/text/clip_text_model.h"
+#include "core/text/clip_tokenizer.h"
+
+namespace kto {
+
+struct ModelBundleOptions {
+    torch::Device device = torch::kCPU;           // CUDA when libtorch has it
+    torch::ScalarType dtype = torch::kFloat32;    // fp16/bf16 on CUDA, fp32 on CPU
+    std::string unet_dir;   // optional: a diffusers unet/ folder replacing the model's UNet (fine-tunes)
+    std::string lora_path;  // optional: LoRA weights attached to the UNet
+    std::string tokenizer_dir;  // single-file checkpoints only: where the CLIP tokenizer is
+    std::string config_dir;     // single-file checkpoints only: a diffusers folder whose configs to use
+};
+
+// A loaded model set: a value object (copies share the modules).
+struct ModelBundle {
+    std::string source;  // the model folder or checkpoint file
+    std::string name;    // its base name, for provenance ("kto-demo", "v1-5-pruned")
+    torch::Device device = torch::kCPU;
+    torch::ScalarType dtype = torch::kFloat32;
+    std::shared_ptr<CLIPTokenizer> tokenizer;
+    CLIPTextModel text_encoder{nullptr};
+    UNet2DConditionModel unet{nullptr};
+    AutoencoderKL vae{nullptr};
+    SchedulerConfig scheduler_config;
+    std::shared_ptr<UNetLoRA> lora;  // when loaded with a LoRA
+
+    // Loads a diffusers folder (model_index.json, tokenizer/, text_encoder/, unet/, vae/,
+    // scheduler/) or a single-file LDM checkpoint (*.safetensors). Errors name what is missing.
+    static ModelBundle load(const std::string& path, const ModelBundleOptions& options = {});
+
+    // Pixel size per latent cell: 2^(len(vae.block_out_channels) - 1) (8 for SD).
+    int vae_scale_factor() const;
+    // The sampler the model's scheduler config stands for.
+    std::string default_sampler() const { return default_sampler_for(scheduler_config); }
+};
+
+// An 8-bit RGB image, rows top to bottom, 3 bytes a pixel (no Qt in core).
+struct RgbImage {
+    int width = 0;
+    int height = 0;
+    std::vector<uint8_t> pixels;  // width * height * 3
+};
+
+// Tensors of one denoising step, for tests and debugging (GenerateOptions::on_step).
+struct StepTrace {
+    int index = 0;
+    torch::Tensor timestep;    // 0-dim, I64 or F32
+    torch::Tensor unet_in;     // [2B or B, 4, h, w]
+    torch::Tensor unet_out;
+    torch::Tensor noise_pred;  // guided
+    torch::Tensor latents;     // after the step
+};
+
+struct GenerateOptions {
+    std::vector<std::string> prompts;           // one per prompt row (at least one)
+    std::vector<std::string> negative_prompts;  // empty: "" for every row; else one, or one per prompt
+    uint64_t seed = 0;
+    int steps = 25;
+    double cfg = 7.5;            // guidance scale; <= 1 disables classifier-free guidance
+    std::string sampler;         // see sampler_names(); empty: the model's own scheduler class
+    int width = 512;             // pixels, multiples of 8
+    int height = 512;
+    int images_per_prompt = 1;   // batch = prompts * images_per_prompt (each prompt repeated in a row)
+    torch::Tensor init_latents;  // optional [B,4,h,w] standard-normal latents (before init_noise_sigma)
+    bool decode = true;          // false: latents only
+
+    std::function<void(int step, int total)> on_progress;  // after each step (1-based)
+    // After each step: a cheap RGB preview per batch element at latent resolution.
+    std::function<void(int step, int total, const std::vector<RgbImage>& previews)> on_preview;
+    std::function<bool()> should_cancel;  // checked before each step: true throws kto::Cancelled
+    std::function<void(const std::string&)> on_warning;  // e.g. a prompt truncated to 77 tokens
+    std::function<void(const StepTrace&)> on_step;        // debugging/tests: every step's tensors
+};
+
+struct GenerateResult {
+    torch::Tensor latents;  // final latents [B,4,h,w] (F32, CPU), before VAE scaling
+    torch::Tensor images;   // [B,3,H,W] in [0,1] (F32, CPU); undefined when decode is false
+    std::vector<RgbImage> rgb;  // images as RGB8
+    std::vector<std::string> warnings;
+    std::string sampler;    // the sampler used
+    torch::Tensor timesteps;
+};
+
+// Runs text-to-image. Throws kto::Error for bad options (sizes not multiples of 8, empty prompt
+// list, unknown sampler, init_latents of the wrong shape) and kto::Cancelled when cancelled.
+GenerateResult generate(ModelBundle& bundle, const GenerateOptions& options);
+
+// Text states for prompts (as StableDiffusionPipeline.encode_prompt: no attention mask),
+// with a warning per prompt truncated to the tokenizer's max length.
+torch::Tensor encode_prompts(ModelBundle& bundle, const std::vector<std::string>& prompts,
+                             std::vector<std::string>* warnings = nullptr);
+
+// The built-in demo model folder: $KTO_DEMO_MODEL, else <exe>/../share/kto-studio/models/kto-demo,
+// else the install data dir, else the source tree's resources/models/kto-demo. Empty when none
+// exists (holding a model_index.json).
+std::string find_demo_model();
+
+// Cheap latent -> RGB preview (a fixed 4x3 linear map for SD 1.x latents, as A1111's
+// "Approx cheap"): [B,4,h,w] -> B images of h x w.
+std::vector<RgbImage> latent_preview(const torch::Tensor& latents);
+
+// [B,3,H,W] in [0,1] -> RGB8 images (rounded).
+std::vector<RgbImage> to_rgb8(const torch::Tensor& images);
+
+}  // namespace kto

@@ -1,0 +1,218 @@
+// Text-to-image parity against diffusers' StableDiffusionPipeline on the tiny-sd reference model
+// (golden/tiny-sd/pipeline.safetensors: DDIM and Euler, 4 steps, guidance 7, 64x64), plus the
+// pipeline's options, callbacks and error handling.
+//
+// Tolerances: image, decoded image, UNet in/out and guided noise within 1e-4 absolute. Latents
+// grow to |17|, so they are checked at 1e-4 relative to their largest magnitude (the reference
+// README's float32 noise floor for them is 2e-5 absolute).
+#include <QtTest/QtTest>
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "core/common/error.h"
+#include "core/io/safetensors.h"
+#include "core/pipeline/pipeline.h"
+#include "tests/support/tensor_check.h"
+#include "tests/support/test_paths.h"
+
+class TestPipeline : public QObject {
+    Q_OBJECT
+
+    kto::ModelBundle bundle_;
+    kto::TensorMap golden_;
+
+    std::string model_dir() const { return kto::test::reference_dir() + "/tiny-sd"; }
+
+    template <typename F>
+    static void expect_error(F&& f, const std::string& needle) {
+        try {
+            f();
+            QFAIL(("no error; expected one mentioning '" + needle + "'").c_str());
+        } catch (const kto::Error& e) {
+            const std::string msg = e.what();
+            QVERIFY2(msg.find(needle) != std::string::npos, ("expected '" + needle + "' in: " + msg).c_str());
+        }
+    }
+
+    kto::GenerateOptions golden_options(const std::string& run) const {
+        kto::GenerateOptions o;
+        o.prompts = {"a photograph of an astronaut riding a horse"};
+        o.steps = 4;
+        o.cfg = 7.0;
+        o.sampler = run;
+        o.width = 64;
+        o.height = 64;
+        o.init_latents = golden_.at(run + ".init_latents");
+        return o;
+    }
+
+private slots:
+    void initTestCase() {
+        bundle_ = kto::ModelBundle::load(model_dir());
+        golden_ = kto::load_safetensors(kto::test::reference_dir() + "/golden/tiny-sd/pipeline.safetensors");
+        QCOMPARE(bundle_.vae_scale_factor(), 2);
+        QCOMPARE(bundle_.default_sampler(), std::string("pndm"));
+        QCOMPARE(bundle_.name, std::string("tiny-sd"));
+    }
+
+    void goldenRun_data() {
+        QTest::addColumn<QString>("run");
+        QTest::newRow("ddim") << "ddim";
+        QTest::newRow("euler") << "euler";
+    }
+    void goldenRun() {
+        QFETCH(QString, run);
+        const std::string r = run.toStdString();
+        auto o = golden_options(r);
+        std::vector<kto::StepTrace> steps;
+        o.on_step = [&](const kto::StepTrace& s) { steps.push_back(s); };
+        auto res = kto::generate(bundle_, o);
+
+        // Text states fed to the UNet: [negative; positive].
+        KTO_COMPARE_TENSORS(kto::encode_prompts(bundle_, {""}), golden_.at(r + ".negative_prompt_embeds"), 1e-5,
+                            r + ".negative_prompt_embeds");
+        KTO_COMPARE_TENSORS(kto::encode_prompts(bundle_, o.prompts), golden_.at(r + ".prompt_embeds"), 1e-5,
+                            r + ".prompt_embeds");
+        KTO_COMPARE_TENSORS(res.timesteps, golden_.at(r + ".timesteps"), 0.0, r + ".timesteps");
+        QCOMPARE(int(steps.size()), 4);
+        for (int i = 0; i < 4; ++i) {
+            const std::string p = r + ".step" + std::to_string(i) + ".";
+            KTO_COMPARE_TENSORS(steps[i].timestep.reshape({1}), golden_.at(p + "timestep"), 0.0, p + "timestep");
+            KTO_COMPARE_TENSORS(steps[i].unet_in, golden_.at(p + "unet_in"), 1e-4, p + "unet_in");
+            KTO_COMPARE_TENSORS(steps[i].unet_out, golden_.at(p + "unet_out"), 1e-4, p + "unet_out");
+            KTO_COMPARE_TENSORS(steps[i].noise_pred, golden_.at(p + "noise_pred"), 1e-4, p + "noise_pred");
+            const auto& gl = golden_.at(p + "latents");
+            const double scale = std::max(1.0, gl.abs().max().item<double>());
+            KTO_COMPARE_TENSORS(steps[i].latents, gl, 1e-4 * scale, p + "latents (1e-4 relative)");
+        }
+        const auto& gl = golden_.at(r + ".step3.latents");
+        KTO_COMPARE_TENSORS(res.latents, gl, 1e-4 * std::max(1.0, gl.abs().max().item<double>()), r + ".latents");
+        torch::NoGradGuard ng;
+        auto decoded = bundle_.vae->decode(res.latents / bundle_.vae->scaling_factor());
+        KTO_COMPARE_TENSORS(decoded, golden_.at(r + ".decoded"), 1e-4, r + ".decoded");
+        KTO_COMPARE_TENSORS(res.images, golden_.at(r + ".image"), 1e-4, r + ".image");
+        QCOMPARE(int(res.rgb.size()), 1);
+        QCOMPARE(res.rgb[0].width, 64);
+        QCOMPARE(res.rgb[0].pixels.size(), size_t(64 * 64 * 3));
+    }
+
+    // Same seed, same image; another seed, another image; batch rows share one randn draw.
+    void seedsAndBatches() {
+        kto::GenerateOptions o;
+        o.prompts = {"a red circle", "a blue square"};
+        o.negative_prompts = {"blurry"};
+        o.images_per_prompt = 2;
+        o.steps = 2;
+        o.cfg = 5.0;
+        o.width = o.height = 32;
+        o.seed = 1234;
+        o.sampler = "euler_ancestral";
+        auto a = kto::generate(bundle_, o);
+        auto b = kto::generate(bundle_, o);
+        QCOMPARE(a.images.sizes(), torch::IntArrayRef({4, 3, 32, 32}));
+        QVERIFY(torch::equal(a.latents, b.latents));
+        o.seed = 1235;
+        auto c = kto::generate(bundle_, o);
+        QVERIFY(!torch::allclose(a.latents, c.latents));
+        // A single row reproduces the first row of the batch's initial noise (one [B,...] draw).
+        auto g = kto::make_cpu_generator(7);
+        auto z = kto::randn_on_cpu({2, 4, 8, 8}, &g);
+        auto g1 = kto::make_cpu_generator(7);
+        auto z1 = kto::randn_on_cpu({1, 4, 8, 8}, &g1);
+        QVERIFY(torch::equal(z[0], z1[0]));
+    }
+
+    void callbacksAndCancel() {
+        kto::GenerateOptions o;
+        o.prompts = {"a green triangle"};
+        o.steps = 3;
+        o.width = o.height = 16;
+        o.sampler = "dpmpp_2m";
+        std::vector<int> progress;
+        int previews = 0;
+        o.on_progress = [&](int s, int total) {
+            progress.push_back(s);
+            QCOMPARE(total, 3);
+        };
+        o.on_preview = [&](int, int, const std::vector<kto::RgbImage>& p) {
+            ++previews;
+            QCOMPARE(int(p.size()), 1);
+            QCOMPARE(p[0].width, 8);
+            QCOMPARE(p[0].pixels.size(), size_t(8 * 8 * 3));
+        };
+        auto r = kto::generate(bundle_, o);
+        QCOMPARE(progress, std::vector<int>({1, 2, 3}));
+        QCOMPARE(previews, 3);
+        int calls = 0;
+        o.on_preview = nullptr;
+        o.should_cancel = [&] { return ++calls > 2; };
+        bool cancelled = false;
+        try {
+            kto::generate(bundle_, o);
+        } catch (const kto::Cancelled&) {
+            cancelled = true;
+        }
+        QVERIFY(cancelled);
+        QCOMPARE(calls, 3);
+    }
+
+    void longPromptWarns() {
+        kto::GenerateOptions o;
+        std::string p;
+        for (int i = 0; i < 100; ++i) p += "horse ";
+        o.prompts = {p};
+        o.steps = 1;
+        o.width = o.height = 16;
+        std::vector<std::string> logged;
+        o.on_warning = [&](const std::string& w) { logged.push_back(w); };
+        auto r = kto::generate(bundle_, o);
+        QCOMPARE(int(r.warnings.size()), 1);
+        QCOMPARE(logged, r.warnings);
+        QVERIFY2(r.warnings[0].find("only the first 77") != std::string::npos, r.warnings[0].c_str());
+    }
+
+    void badInput() {
+        kto::GenerateOptions o;
+        o.prompts = {"x"};
+        o.steps = 1;
+        o.width = 60;
+        o.height = 64;
+        expect_error([&] { kto::generate(bundle_, o); }, "width 60 is not a positive multiple of 8");
+        o.width = 64;
+        o.height = 0;
+        expect_error([&] { kto::generate(bundle_, o); }, "height 0");
+        o.height = 64;
+        o.sampler = "heun";
+        expect_error([&] { kto::generate(bundle_, o); }, "unknown sampler 'heun'");
+        o.sampler = "ddim";
+        o.init_latents = torch::zeros({1, 4, 8, 8});
+        expect_error([&] { kto::generate(bundle_, o); }, "init_latents must have shape [1, 4, 32, 32]");
+        o.init_latents = torch::Tensor();
+        o.prompts.clear();
+        expect_error([&] { kto::generate(bundle_, o); }, "no prompt");
+        o.prompts = {"a", "b"};
+        o.negative_prompts = {"x", "y", "z"};
+        expect_error([&] { kto::generate(bundle_, o); }, "negative prompt");
+        expect_error([&] { kto::ModelBundle::load("/nonexistent/model"); }, "/nonexistent/model");
+        // A folder without model_index.json / components.
+        QTemporaryDir tmp;
+        expect_error([&] { kto::ModelBundle::load(tmp.path().toStdString()); }, tmp.path().toStdString());
+    }
+
+    void previewIsCheap() {
+        auto z = torch::zeros({2, 4, 5, 7});
+        auto p = kto::latent_preview(z);
+        QCOMPARE(int(p.size()), 2);
+        QCOMPARE(p[1].width, 7);
+        QCOMPARE(p[1].height, 5);
+        QCOMPARE(int(p[0].pixels[0]), 128);  // zero latents map to mid grey
+        auto blue = torch::zeros({1, 4, 1, 1});
+        blue[0][3] = -2.0;  // the 4th channel pushes towards blue
+        auto q = kto::latent_preview(blue);
+        QVERIFY(q[0].pixels[2] > q[0].pixels[0]);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestPipeline)
+#include "test_pipeline.moc"
