@@ -1,22 +1,11 @@
 // kto-studio: the desktop app. main() only: arguments and wiring.
 #include <QApplication>
 #include <QCommandLineParser>
-#include <QDir>
 #include <QFileInfo>
 
 #include "core/common/runtime.h"
 #include "ui/app/main_window.h"
-
-namespace {
-// The built-in demo model: $KTO_DEMO_MODEL_DIR, else installed beside the executable.
-QString find_demo_model() {
-    const QString env = qEnvironmentVariable("KTO_DEMO_MODEL_DIR");
-    if (!env.isEmpty()) return env;
-    const QString installed =
-        QDir(QCoreApplication::applicationDirPath()).filePath("../share/kto-studio/models/kto-demo");
-    return QFileInfo::exists(installed + "/model_index.json") ? QDir(installed).canonicalPath() : QString();
-}
-}  // namespace
+#include "ui/workers/generation_worker.h"
 
 int main(int argc, char** argv) {
     QApplication app(argc, argv);
@@ -37,7 +26,7 @@ int main(int argc, char** argv) {
     kto::ui::StartupOptions options;
     options.workspace = parser.value(workspace);
     options.model = parser.value(model);
-    options.demo_model = find_demo_model();
+    options.demo_model = kto::ui::demoModelFolder();
     if (!options.model.isEmpty() && !QFileInfo::exists(options.model + "/model_index.json")) {
         qCritical("kto-studio: --model %s: no model_index.json there; pass a diffusers model folder",
                   qPrintable(options.model));

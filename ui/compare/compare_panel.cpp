@@ -36,9 +36,9 @@ void ComparePanel::update() {
                         ? tr("Comparing is coming with the trainer: it sets a base model beside a checkpoint of "
                              "a training run, side by side and as a blind A/B vote. No checkpoints exist in this "
                              "workspace yet.")
-                        : tr("Comparing is coming with the trainer: %n checkpoint(s) found, ready to be "
-                             "compared once the comparison view lands.",
-                             nullptr, checkpoints));
+                        : tr("Comparing is coming with the trainer: checkpoints found: %1, ready to be "
+                             "compared once the comparison view lands.")
+                              .arg(checkpoints));
 }
 
 }  // namespace kto::ui

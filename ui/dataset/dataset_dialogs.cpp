@@ -189,8 +189,7 @@ void ImportDialog::plan() {
             values << tr("%1 %2").arg(it.value()).arg(it.key());
         QString text = tr("Will import %1 rows (%2).").arg(p.rows).arg(values.join(", "));
         if (p.missing_files > 0)
-            text += " " + tr("%n row(s) name an image that is not in the folder and will be skipped.", nullptr,
-                             int(p.missing_files));
+            text += " " + tr("Rows naming an image that is not in the folder (skipped): %1.").arg(p.missing_files);
         plan_->setText(text);
         plan_ok_ = p.rows > p.missing_files;
         start_->setEnabled(plan_ok_ && !running_);

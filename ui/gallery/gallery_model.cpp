@@ -89,7 +89,8 @@ bool GalleryModel::canFetchMore(const QModelIndex& parent) const {
 }
 
 void GalleryModel::fetchMore(const QModelIndex& parent) {
-    if (parent.isValid() || exhausted_ || in_flight_) return;
+    // Not while rows are being inserted: the offset would not count them yet.
+    if (parent.isValid() || exhausted_ || in_flight_ || inserting_) return;
     in_flight_ = token_;
     started_ = true;
     emit pageRequested(filter_, rows_.size(), kPageSize, token_);
@@ -117,10 +118,14 @@ void GalleryModel::receivePage(quint64 token, const ImageRecords& rows, bool exh
         if (!row_of_.contains(r.image_id)) fresh.push_back(r);  // prepended meanwhile
     if (!fresh.isEmpty()) {
         const int first = rows_.size();
+        inserting_ = true;
         beginInsertRows({}, first, first + fresh.size() - 1);
         rows_ += fresh;
         rebuildIndex(first);
         endInsertRows();
+        inserting_ = false;
+    } else if (!exhausted_) {
+        fetchMore({});  // a page of rows we already hold (shifted by prepends): ask for the next
     }
     emit pageLoaded(rows_.size());
 }
@@ -180,11 +185,13 @@ void GalleryModel::prependImages(const ImageRecords& rows) {
     for (const ImageRecord& r : rows)
         if (matches(r) && !row_of_.contains(r.image_id)) keep.push_back(r);
     if (keep.isEmpty()) return;
+    inserting_ = true;
     beginInsertRows({}, 0, keep.size() - 1);
     rows_ = keep + rows_;
     row_of_.clear();
     rebuildIndex(0);
     endInsertRows();
+    inserting_ = false;
 }
 
 }  // namespace kto::ui

@@ -67,6 +67,7 @@ private:
     quint64 in_flight_ = 0;  // token of the page being loaded, 0 when idle
     bool exhausted_ = false;
     bool started_ = false;
+    bool inserting_ = false;  // between beginInsertRows and endInsertRows
 };
 
 QString labelText(Label label);

@@ -169,7 +169,7 @@ void GalleryPanel::refreshModels() {
 
 void GalleryPanel::updateSummary() {
     const int n = model_->rowCount();
-    summary_->setText(model_->canFetchMore({}) ? tr("%1+ images").arg(n) : tr("%n image(s)", nullptr, n));
+    summary_->setText(model_->canFetchMore({}) ? tr("%1+ images").arg(n) : (n == 1 ? tr("1 image") : tr("%1 images").arg(n)));
 }
 
 QVector<qint64> GalleryPanel::selectedImageIds() const {
@@ -191,8 +191,8 @@ void GalleryPanel::deleteSelected() {
     if (ids.isEmpty()) return;
     const auto answer = MessageBox::question(
         this, tr("Delete images"),
-        tr("Delete %n image(s)? Their files and labels are removed from the workspace; this cannot be undone.",
-           nullptr, ids.size()));
+        (ids.size() == 1 ? tr("Delete 1 image?") : tr("Delete %1 images?").arg(ids.size())) + " " +
+            tr("Their files and labels are removed from the workspace; this cannot be undone."));
     if (answer != QMessageBox::Yes) return;
     store_->deleteImages(ids);
 }

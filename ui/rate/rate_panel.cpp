@@ -183,13 +183,13 @@ void RatePanel::undo() {
 }
 
 void RatePanel::nextUnlabelled() {
-    if (current_ && current_->label == Label::None && queue_.isEmpty() && exhausted_) return;  // already there
+    // Moves on like Skip; when nothing is left, starts the scan again so skipped images come back.
+    if (current_) seen_.insert(current_->image_id);
     if (queue_.isEmpty()) {
-        // Start the scan again, offering skipped images a second time.
         QSet<qint64> rated;
         for (const UndoStep& s : undo_stack_) rated.insert(s.record.image_id);
         seen_ = rated;
-        if (current_) seen_.insert(current_->image_id);
+        if (current_ && current_->label != Label::None) seen_.insert(current_->image_id);
         exhausted_ = false;
     }
     showNext();

@@ -161,7 +161,7 @@ void StoreService::open(const QString& workspace_dir) {
             error = QString::fromStdString(e.what());
         }
         if (!error.isEmpty()) {
-            deliver(this, [this, error] { emit opened(false, error); });
+            deliver([this, error] { emit opened(false, error); });
             return;
         }
         post(reader_, [this, dir, counts](StoreConnection& r) {
@@ -171,7 +171,7 @@ void StoreService::open(const QString& workspace_dir) {
             } catch (const std::exception& e) {
                 error = QString::fromStdString(e.what());
             }
-            deliver(this, [this, error, counts] {
+            deliver([this, error, counts] {
                 open_ = error.isEmpty();
                 if (open_) updateCounts(counts);
                 emit opened(open_, error);
@@ -184,12 +184,16 @@ void StoreService::post(StoreConnection* conn, Job job) {
     QMetaObject::invokeMethod(conn, [conn, job = std::move(job)] { job(*conn); }, Qt::QueuedConnection);
 }
 
-void StoreService::deliver(QObject* context, std::function<void()> fn) {
-    // Runs `fn` on the GUI thread unless `context` was destroyed meanwhile.
-    QPointer<QObject> guard(context);
+void StoreService::deliver(const QPointer<QObject>& guard, std::function<void()> fn) {
+    // Runs `fn` on the GUI thread unless the context (guarded when the request was made, on the
+    // GUI thread) was destroyed meanwhile; `this` outlives the store threads (its destructor joins them).
     QMetaObject::invokeMethod(this, [guard, fn = std::move(fn)] {
         if (guard) fn();
     }, Qt::QueuedConnection);
+}
+
+void StoreService::deliver(std::function<void()> fn) {
+    QMetaObject::invokeMethod(this, std::move(fn), Qt::QueuedConnection);
 }
 
 void StoreService::updateCounts(const LabelCounts& c) {
@@ -200,7 +204,8 @@ void StoreService::updateCounts(const LabelCounts& c) {
 void StoreService::queryImages(const GalleryFilter& filter, qint64 offset, int limit, QObject* context,
                                std::function<void(const ImageRecords&, bool)> done) {
     if (!reader_) return;
-    post(reader_, [this, filter, offset, limit, context, done](StoreConnection& c) {
+    QPointer<QObject> context_guard(context);
+    post(reader_, [this, filter, offset, limit, context_guard, done](StoreConnection& c) {
         ImageRecords rows;
         QString error;
         try {
@@ -214,7 +219,7 @@ void StoreService::queryImages(const GalleryFilter& filter, qint64 offset, int l
         }
         const bool exhausted = rows.size() <= limit;
         if (!exhausted) rows.removeLast();
-        deliver(context, [this, rows, exhausted, done, error] {
+        deliver(context_guard, [this, rows, exhausted, done, error] {
             if (!error.isEmpty()) emit failed(tr("Could not read images: %1").arg(error));
             done(rows, exhausted || !error.isEmpty());
         });
@@ -223,7 +228,8 @@ void StoreService::queryImages(const GalleryFilter& filter, qint64 offset, int l
 
 void StoreService::modelsUsed(QObject* context, std::function<void(const QStringList&)> done) {
     if (!reader_) return;
-    post(reader_, [this, context, done](StoreConnection& c) {
+    QPointer<QObject> context_guard(context);
+    post(reader_, [this, context_guard, done](StoreConnection& c) {
         QStringList names;
         try {
             if (!c.store) return;
@@ -234,7 +240,7 @@ void StoreService::modelsUsed(QObject* context, std::function<void(const QString
         } catch (const std::exception&) {
             return;  // the filter list keeps its entries
         }
-        deliver(context, [names, done] { done(names); });
+        deliver(context_guard, [names, done] { done(names); });
     });
 }
 
@@ -258,7 +264,7 @@ void StoreService::setLabel(const QVector<qint64>& ids, Label label) {
         } catch (const std::exception&) {
             counts = counts_;
         }
-        deliver(this, [this, done_ids, label, counts, error] {
+        deliver([this, done_ids, label, counts, error] {
             if (!done_ids.isEmpty()) emit labelsChanged(done_ids, label);
             updateCounts(counts);
             if (!error.isEmpty()) emit failed(tr("The label was not saved: %1").arg(error));
@@ -279,7 +285,7 @@ void StoreService::undoLabel(qint64 id) {
         } catch (const std::exception& e) {
             error = QString::fromStdString(e.what());
         }
-        deliver(this, [this, id, now, counts, error] {
+        deliver([this, id, now, counts, error] {
             if (!error.isEmpty()) {
                 emit failed(tr("Could not undo the label: %1").arg(error));
                 return;
@@ -302,7 +308,7 @@ void StoreService::deleteImages(const QVector<qint64>& ids) {
         } catch (const std::exception& e) {
             error = QString::fromStdString(e.what());
         }
-        deliver(this, [this, ids, counts, error] {
+        deliver([this, ids, counts, error] {
             if (!error.isEmpty()) {
                 emit failed(tr("The images were not deleted: %1").arg(error));
                 return;
@@ -351,7 +357,7 @@ void StoreService::addGeneratedImage(const GenerationRequest& request, qint64 se
         } catch (const std::exception& e) {
             error = QString::fromStdString(e.what());
         }
-        deliver(this, [this, added, counts, error] {
+        deliver([this, added, counts, error] {
             if (!error.isEmpty()) {
                 emit failed(tr("The generated image was not saved: %1").arg(error));
                 return;
@@ -365,7 +371,8 @@ void StoreService::addGeneratedImage(const GenerationRequest& request, qint64 se
 void StoreService::promptCounts(const QString& prompt, QObject* context,
                                 std::function<void(const LabelCounts&)> done) {
     if (!writer_) return;
-    post(writer_, [this, prompt, context, done](StoreConnection& c) {
+    QPointer<QObject> context_guard(context);
+    post(writer_, [this, prompt, context_guard, done](StoreConnection& c) {
         LabelCounts counts;
         try {
             if (!c.store) return;
@@ -383,13 +390,14 @@ void StoreService::promptCounts(const QString& prompt, QObject* context,
         } catch (const std::exception&) {
             return;
         }
-        deliver(context, [counts, done] { done(counts); });
+        deliver(context_guard, [counts, done] { done(counts); });
     });
 }
 
 void StoreService::planExport(QObject* context, std::function<void(const ExportPlan&, const QString&)> done) {
     if (!reader_) return;
-    post(reader_, [this, context, done](StoreConnection& c) {
+    QPointer<QObject> context_guard(context);
+    post(reader_, [this, context_guard, done](StoreConnection& c) {
         ExportPlan plan;
         QString error;
         try {
@@ -400,7 +408,7 @@ void StoreService::planExport(QObject* context, std::function<void(const ExportP
         } catch (const std::exception& e) {
             error = QString::fromStdString(e.what());
         }
-        deliver(context, [plan, error, done] { done(plan, error); });
+        deliver(context_guard, [plan, error, done] { done(plan, error); });
     });
 }
 
@@ -408,9 +416,10 @@ void StoreService::exportDataset(const QString& out_dir, bool overwrite, QObject
                                  std::function<void(qint64, qint64)> progress,
                                  std::function<void(const DatasetResult&)> done) {
     if (!reader_) return;
+    QPointer<QObject> context_guard(context);
     cancel_dataset_->store(false);
     auto cancel = cancel_dataset_;
-    post(reader_, [this, out_dir, overwrite, context, progress, done, cancel](StoreConnection& c) {
+    post(reader_, [this, out_dir, overwrite, context_guard, progress, done, cancel](StoreConnection& c) {
         DatasetResult result;
         try {
             if (!c.store) throw Error("the workspace is not open");
@@ -421,7 +430,7 @@ void StoreService::exportDataset(const QString& out_dir, bool overwrite, QObject
                 // Every 1% is plenty for a progress bar and keeps the GUI's queue short.
                 if (d == t || d - last_report >= qMax<qint64>(1, t / 100)) {
                     last_report = d;
-                    deliver(context, [progress, d, t] { progress(d, t); });
+                    deliver(context_guard, [progress, d, t] { progress(d, t); });
                 }
                 return !cancel->load();
             };
@@ -439,14 +448,15 @@ void StoreService::exportDataset(const QString& out_dir, bool overwrite, QObject
         } catch (const std::exception& e) {
             result.message = tr("Export failed: %1").arg(QString::fromStdString(e.what()));
         }
-        deliver(context, [result, done] { done(result); });
+        deliver(context_guard, [result, done] { done(result); });
     });
 }
 
 void StoreService::planImport(const QString& dataset_dir, QObject* context,
                               std::function<void(const ImportPlan&, const QString&)> done) {
     if (!reader_) return;
-    post(reader_, [dataset_dir, context, done, this](StoreConnection&) {
+    QPointer<QObject> context_guard(context);
+    post(reader_, [dataset_dir, context_guard, done, this](StoreConnection&) {
         // Reads the CSV only (no database): rows, label values, images present.
         ImportPlan plan;
         QString error;
@@ -474,7 +484,7 @@ void StoreService::planImport(const QString& dataset_dir, QObject* context,
         } catch (const std::exception& e) {
             error = QString::fromStdString(e.what());
         }
-        deliver(context, [plan, error, done] { done(plan, error); });
+        deliver(context_guard, [plan, error, done] { done(plan, error); });
     });
 }
 
@@ -482,9 +492,10 @@ void StoreService::importDataset(const QString& dataset_dir, QObject* context,
                                  std::function<void(qint64, qint64)> progress,
                                  std::function<void(const DatasetResult&)> done) {
     if (!writer_) return;
+    QPointer<QObject> context_guard(context);
     cancel_dataset_->store(false);
     auto cancel = cancel_dataset_;
-    post(writer_, [this, dataset_dir, context, progress, done, cancel](StoreConnection& c) {
+    post(writer_, [this, dataset_dir, context_guard, progress, done, cancel](StoreConnection& c) {
         DatasetResult result;
         LabelCounts counts = counts_;
         try {
@@ -494,7 +505,7 @@ void StoreService::importDataset(const QString& dataset_dir, QObject* context,
             options.progress = [&](std::uint64_t d, std::uint64_t t) {
                 if (d == t || qint64(d) - last_report >= qMax<qint64>(1, qint64(t) / 100)) {
                     last_report = qint64(d);
-                    deliver(context, [progress, d, t] { progress(qint64(d), qint64(t)); });
+                    deliver(context_guard, [progress, d, t] { progress(qint64(d), qint64(t)); });
                 }
                 return !cancel->load();
             };
@@ -525,10 +536,10 @@ void StoreService::importDataset(const QString& dataset_dir, QObject* context,
         } catch (const std::exception& e) {
             result.message = tr("Import failed, nothing was imported: %1").arg(QString::fromStdString(e.what()));
         }
-        deliver(this, [this, counts, result] {
+        deliver([this, counts, result] {
             if (result.ok) updateCounts(counts);
         });
-        deliver(context, [result, done] { done(result); });
+        deliver(context_guard, [result, done] { done(result); });
     });
 }
 

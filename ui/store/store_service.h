@@ -86,7 +86,8 @@ signals:
 private:
     using Job = std::function<void(StoreConnection&)>;
     void post(StoreConnection* conn, Job job);
-    void deliver(QObject* context, std::function<void()> fn);
+    void deliver(const QPointer<QObject>& context, std::function<void()> fn);
+    void deliver(std::function<void()> fn);
     void updateCounts(const LabelCounts& c);
 
     QString workspace_;

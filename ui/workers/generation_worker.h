@@ -15,6 +15,8 @@ namespace kto::ui {
 
 // True when libtorch sees a CUDA device (for the Settings dialog's device list).
 bool cudaAvailable();
+// The built-in demo model's folder (core's find_demo_model()), empty when it is not installed.
+QString demoModelFolder();
 
 class GenerationWorker : public QObject {
     Q_OBJECT
