@@ -27,7 +27,7 @@ void HelpOverlay::setSections(const QList<Section>& sections) {
 }
 
 void HelpOverlay::rebuild() {
-    QString html = "<h2>" + tr("Keyboard shortcuts") + "</h2><table cellspacing='6'>";
+    QString html = "<h2>" + tr("Keyboard shortcuts") + "</h2><table align='center' cellspacing='6'>";
     for (const Section& s : sections_) {
         html += "<tr><td colspan='2'><b>" + s.first.toHtmlEscaped() + "</b></td></tr>";
         for (QAction* a : s.second) {

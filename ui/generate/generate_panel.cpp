@@ -111,13 +111,13 @@ GeneratePanel::GeneratePanel(ModelCatalog* catalog, QWidget* parent) : QWidget(p
     auto* form = new QFormLayout;
     form->addRow(tr("&Prompt"), prompt_);
     form->addRow(tr("&Negative prompt"), negative_);
-    form->addRow(tr("&Model"), model_row);
-    form->addRow(tr("S&eed"), seed_row);
+    form->addRow(tr("Model"), model_row);
+    form->addRow(tr("Seed"), seed_row);
     form->addRow(QString(), seeds_used_);
     form->addRow(tr("S&teps"), steps_);
     form->addRow(tr("&CFG scale"), cfg_);
     form->addRow(tr("S&ampler"), sampler_);
-    form->addRow(tr("Si&ze"), size_row);
+    form->addRow(tr("Size"), size_row);
     form->addRow(tr("&Images per prompt"), count_);
 
     generate_ = new QAction(tr("Generate"), this);
