@@ -19,6 +19,7 @@
 #include "core/io/safetensors.h"
 #include "core/nn/unet.h"
 #include "core/sampling/scheduler.h"
+#include "core/train/distributed.h"
 
 namespace fs = std::filesystem;
 
@@ -393,6 +394,13 @@ Trainer::Trainer(Parts parts, TrainingSet data, TrainOptions options)
         sampler_ = std::make_unique<BatchSampler>(data_.desirable, options_.positive_ratio,
                                                   options_.seed ^ 0x9e3779b97f4a7c15ULL);
     }
+    if (parts_.distributed && parts_.distributed->distributed()) {
+        std::vector<torch::Tensor> ps;
+        for (auto& [n, p] : params_) ps.push_back(p);
+        // Every rank starts from rank 0's weights (LoRA initialisation may differ per process).
+        parts_.distributed->broadcast_(ps, 0);
+        reducer_ = std::make_unique<GradientReducer>(*parts_.distributed, ps);
+    }
 }
 
 Trainer::~Trainer() = default;
@@ -409,7 +417,11 @@ double Trainer::current_lr() const {
 
 Trainer::Micro Trainer::draw_micro_batch() {
     const bool dpo = options_.objective == ObjectiveKind::dpo;
-    const int64_t b = options_.batch_size;
+    const int world = parts_.distributed ? parts_.distributed->world_size() : 1;
+    const int rank = parts_.distributed ? parts_.distributed->rank() : 0;
+    // Data-parallel: every rank draws the whole global batch from the shared streams and keeps rows
+    // r, r+W, ... so W workers x B see exactly what one worker x WB sees.
+    const int64_t b = options_.batch_size * world;
     // Per draw: example (or pair), flip, caption dropout, all from the sampler's stream; a DPO pair
     // shares its flip, caption, noise and timestep (KTO.md, "Diffusion-DPO").
     std::vector<size_t> idx;  // DPO: winners then losers
@@ -461,6 +473,18 @@ Trainer::Micro Trainer::draw_micro_batch() {
     }
     mb.context = torch::stack(ctx);
     mb.desirable = torch::from_blob(y.data(), {n}, torch::kUInt8).to(torch::kBool).clone();
+    if (world > 1) {
+        auto take = [&](const torch::Tensor& x) {
+            if (!dpo) return shard_rows(x, rank, world);
+            // DPO rows are winners [0, b) then losers [b, 2b): a pair stays on one rank.
+            return torch::cat({shard_rows(x.narrow(0, 0, b), rank, world), shard_rows(x.narrow(0, b, b), rank, world)});
+        };
+        mb.z0 = take(mb.z0);
+        mb.noise = take(mb.noise);
+        mb.t = take(mb.t);
+        mb.context = take(mb.context);
+        mb.desirable = take(mb.desirable);
+    }
     return mb;
 }
 
@@ -515,6 +539,8 @@ ObjectiveResult Trainer::micro_step(const Micro& mb, double scale) {
             p.lambda_undesirable = options_.lambda_undesirable;
             p.reference_point = options_.reference_point;
             p.utility = options_.utility;
+            // KTO.md: the reference point is averaged across data-parallel workers.
+            if (parts_.distributed) p.all_reduce_mean = parts_.distributed->scalar_all_reduce();
             res = kto_objective(m, r, y, p);
             break;
         }
@@ -557,10 +583,23 @@ StepMetrics Trainer::step() {
     double loss = 0, kl = 0, margin = 0;
     int kl_n = 0, margin_n = 0;
     for (int a = 0; a < options_.grad_accumulation; ++a) {
+        // Gradient buckets are all-reduced during the backward pass that completes them.
+        if (reducer_ && a == options_.grad_accumulation - 1) reducer_->prepare_for_backward();
         const auto res = micro_step(draw_micro_batch(), scale);
         loss += res.loss_value / options_.grad_accumulation;
         if (std::isfinite(res.kl)) { kl += res.kl; ++kl_n; }
         if (std::isfinite(res.reward_margin)) { margin += res.reward_margin; ++margin_n; }
+    }
+    const int world = parts_.distributed ? parts_.distributed->world_size() : 1;
+    if (reducer_) {
+        reducer_->finish();  // every rank now holds the mean gradient of the global batch
+        // Metrics of the global batch: means over workers (the kl is already global).
+        const auto v = parts_.distributed->all_reduce_mean(torch::tensor(
+            {loss, margin_n ? margin / margin_n : 0.0, margin_n ? 1.0 : 0.0}, torch::kFloat64));
+        loss = v[0].item<double>();
+        const double valid = v[2].item<double>();
+        margin = valid > 0 ? v[1].item<double>() / valid : kNaN;
+        margin_n = valid > 0 ? 1 : 0;
     }
     std::vector<torch::Tensor> grads;
     for (auto& [n, p] : params_)
@@ -603,7 +642,7 @@ StepMetrics Trainer::step() {
     m.lr = lr;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int per_sample = options_.objective == ObjectiveKind::dpo ? 2 : 1;
-    m.samples_per_second = secs > 0 ? options_.batch_size * options_.grad_accumulation * per_sample / secs : 0;
+    m.samples_per_second = secs > 0 ? options_.batch_size * world * options_.grad_accumulation * per_sample / secs : 0;
     return m;
 }
 
@@ -688,6 +727,30 @@ void Trainer::load_checkpoint(const std::string& dir) {
     } catch (const nlohmann::json::exception& e) {
         throw Error(state_file.string() + ": " + e.what());
     }
+}
+
+void Trainer::sync_from_rank0() {
+    auto& dist = parts_.distributed;
+    if (!dist || !dist->distributed()) return;
+    std::vector<torch::Tensor> ts;
+    for (auto& [n, p] : params_) ts.push_back(p);
+    for (auto& t : exp_avg_) ts.push_back(t);
+    for (auto& t : exp_avg_sq_) ts.push_back(t);
+    dist->broadcast_(ts, 0);
+    // The rest of the trainer state is global (shared streams), so it travels as one JSON text.
+    std::string text = nlohmann::json{{"step", step_},
+                                      {"sampler_state", sampler_->state()},
+                                      {"noise_generator_state", hex_of(gen_.get_state())},
+                                      {"loss_scale", loss_scale_},
+                                      {"good_steps", good_steps_}}
+                           .dump();
+    dist->broadcast_string(text, 0);
+    const auto state = nlohmann::json::parse(text);
+    step_ = state.at("step").get<int64_t>();
+    sampler_->set_state(state.at("sampler_state").get<std::string>());
+    gen_.set_state(bytes_of_hex(state.at("noise_generator_state").get<std::string>(), "rank 0's noise_generator_state"));
+    loss_scale_ = state.at("loss_scale").get<double>();
+    good_steps_ = state.at("good_steps").get<int64_t>();
 }
 
 std::string latest_checkpoint(const std::string& out_dir) {

@@ -34,6 +34,8 @@ namespace kto {
 
 class Scheduler;
 class UNet2DConditionModelImpl;
+class DistributedContext;
+class GradientReducer;
 
 enum class LrSchedule { constant, cosine };
 enum class MixedPrecision { no, fp16, bf16 };
@@ -154,6 +156,9 @@ public:
         // diffusers-loadable LoRA file.
         std::function<void(bool)> set_adapters_enabled;
         std::vector<std::pair<std::string, torch::Tensor>> lora_parameters;
+        // Data-parallel run (core/train/distributed.h); null: one worker. options.batch_size is per
+        // worker: every rank draws the global batch from the shared seed and trains on its rows.
+        std::shared_ptr<DistributedContext> distributed;
         std::function<void(const std::string& path)> save_lora;
     };
     Trainer(Parts parts, TrainingSet data, TrainOptions options);
@@ -168,6 +173,9 @@ public:
     void save_checkpoint(const std::string& dir) const;
     // Restores weights, optimizer and RNG state from a checkpoint written by save_checkpoint.
     void load_checkpoint(const std::string& dir);
+    // Data-parallel: copies rank 0's weights, optimizer moments, step and random streams to every
+    // rank (e.g. after rank 0 alone loaded a checkpoint). No-op on one worker.
+    void sync_from_rank0();
 
     // Named trainable parameters (UNet state-dict names, or LoRA names).
     const std::vector<std::pair<std::string, torch::Tensor>>& trainable() const { return params_; }
@@ -193,6 +201,7 @@ private:
     int64_t good_steps_ = 0;       // fp16 only: steps since the last overflow
     at::Generator gen_;            // noise, timesteps, latent sampling
     std::unique_ptr<BatchSampler> sampler_;  // examples (or DPO pairs), flips, caption dropout
+    std::unique_ptr<GradientReducer> reducer_;  // data-parallel only
 };
 
 struct PreviewImage {
@@ -216,6 +225,9 @@ struct TrainRequest {
     std::string out_dir;               // the run folder
     TrainOptions options;
     bool resume = false;               // continue from the last complete checkpoint in out_dir
+    // Data-parallel run: every rank runs the job; rank 0 alone reads the checkpoint it resumes from
+    // and writes config, metrics, previews and checkpoints. Null: one worker.
+    std::shared_ptr<DistributedContext> distributed;
 };
 
 struct TrainResult {
