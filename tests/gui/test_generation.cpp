@@ -1,3 +1,5 @@
+// kto-test-labels: slow
+// (Out of the default run until it has been run once on a machine that finished building core; see the issue notes.)
 // Generation through the real main window on a real model (the built-in demo model when it is
 // installed, else the tiny reference model): images land in the store and the gallery with their
 // provenance, previews and progress arrive, cancel stops between steps, and the GUI thread never
