@@ -16,6 +16,8 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--vae-steps", opt->vae_steps, "VAE training steps")->capture_default_str();
          sub.add_option("--unet-steps", opt->unet_steps, "Text encoder + UNet training steps")
              ->capture_default_str();
+         sub.add_option("--vae-batch", opt->vae_batch, "Images per VAE step")->capture_default_str();
+         sub.add_option("--unet-batch", opt->unet_batch, "Latents per UNet step")->capture_default_str();
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
              ->capture_default_str();
          sub.add_option("--seed", opt->seed, "Seed of every random choice")->capture_default_str();
