@@ -144,7 +144,7 @@ const torch::Tensor& need(const TensorMap& t, const std::string& key, const std:
 
 }  // namespace
 
-ConvertedCheckpoint convert_ldm_checkpoint(const TensorMap& ldm, const std::string& source) {
+ConvertedCheckpoint convert_ldm_checkpoint(const TensorMap& ldm, const std::string& source, bool check_family) {
     ConvertedCheckpoint c;
     TensorMap u, v;
     for (const auto& [k, t] : ldm) {
@@ -186,7 +186,7 @@ ConvertedCheckpoint convert_ldm_checkpoint(const TensorMap& ldm, const std::stri
         const bool up_attn = u.count("output_blocks." + std::to_string(b * per) + ".1.proj_in.weight") > 0;
         up.push_back(up_attn ? "CrossAttnUpBlock2D" : "UpBlock2D");
     }
-    if (context_dim != 768 && context_dim != 1024)
+    if (check_family && context_dim != 768 && context_dim != 1024)
         throw Error(source + ": cross-attention width " + std::to_string(context_dim) +
                     " is neither SD 1.x (768) nor SD 2.x (1024); SDXL and other architectures are not supported");
     const bool sd2 = context_dim == 1024;
@@ -403,7 +403,7 @@ TensorMap to_ldm_checkpoint(const TensorMap& unet, const TensorMap& vae, const T
 }
 
 ModelBundle load_single_file_checkpoint(const std::string& path, const ModelBundleOptions& options) {
-    auto conv = convert_ldm_checkpoint(load_safetensors(path), path);
+    auto conv = convert_ldm_checkpoint(load_safetensors(path), path, options.config_dir.empty());
     const fs::path dir = fs::path(path).parent_path();
     std::string tok_dir = options.tokenizer_dir;
     if (tok_dir.empty() && !options.config_dir.empty()) tok_dir = (fs::path(options.config_dir) / "tokenizer").string();

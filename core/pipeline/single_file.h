@@ -24,7 +24,8 @@ struct ConvertedCheckpoint {
 
 // Renames LDM keys to diffusers keys (reshaping VAE attention 1x1 convs, splitting OpenCLIP
 // in_proj). Throws kto::Error naming `source` when the file is not an SD 1.x/2.x checkpoint.
-ConvertedCheckpoint convert_ldm_checkpoint(const TensorMap& ldm, const std::string& source);
+// With check_family false (configs supplied by the caller) other context widths are accepted.
+ConvertedCheckpoint convert_ldm_checkpoint(const TensorMap& ldm, const std::string& source, bool check_family = true);
 
 // diffusers UNet/VAE/CLIP (SD 1.x layout) keys -> LDM keys: the inverse map, for tests and export.
 TensorMap to_ldm_checkpoint(const TensorMap& unet, const TensorMap& vae, const TensorMap& text_encoder);
