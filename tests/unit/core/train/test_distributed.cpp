@@ -136,7 +136,7 @@ void toy_train(kto::DistributedContext& ctx, const ToyRun& run, const std::strin
     for (auto& p : params) w["p" + std::to_string(i++)] = p.detach().clone();
     kto::write_safetensors(out_prefix + ".safetensors", w);
     write_text(out_prefix + ".log", log.str() + "buckets " + std::to_string(reducer.bucket_count()) +
-                                        " launched_in_backward " + std::to_string(launched_total) + "\n");
+                                        "\nlaunched_in_backward " + std::to_string(launched_total) + "\n");
 }
 
 // ------------------------------------------------------------------------------------------
