@@ -95,11 +95,12 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
 
 torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t heads, bool upcast_scores,
-                                   bool upcast_softmax) {
+                                   bool upcast_softmax, int64_t max_score_bytes) {
     const int64_t b = q.size(0), nq = q.size(1), nk = k.size(1), inner = q.size(2);
     const int64_t d = inner / heads;
     const auto dtype = q.scalar_type();
 #if TORCH_VERSION_MAJOR >= 2
+    (void)max_score_bytes;
     auto to4 = [&](const torch::Tensor& t) { return t.view({b, t.size(1), heads, d}).transpose(1, 2); };
     auto q4 = to4(q), k4 = to4(k), v4 = to4(v);
     if ((upcast_scores || upcast_softmax) && dtype != torch::kFloat32) {
@@ -116,9 +117,9 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
     };
     auto q3 = to3(q), k3 = to3(k), v3 = to3(v);
     const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-    // Slice over batch*heads so one score matrix stays below ~256 MiB (64x64 latents: 4096^2).
+    // Slice over batch*heads to bound the score memory (64x64 latents: 4096^2 scores per head).
     const int64_t score_bytes = nq * nk * 4;
-    const int64_t per_slice = std::max<int64_t>(1, (int64_t(256) << 20) / std::max<int64_t>(score_bytes, 1));
+    const int64_t per_slice = std::max<int64_t>(1, max_score_bytes / std::max<int64_t>(score_bytes, 1));
     auto one = [&](const torch::Tensor& qs, const torch::Tensor& ks, const torch::Tensor& vs) {
         auto qq = upcast_scores ? qs.to(torch::kFloat32) : qs;
         auto kk = upcast_scores ? ks.to(torch::kFloat32) : ks;

@@ -88,10 +88,11 @@ TORCH_MODULE(LayerNorm);
 
 // Multi-head scaled dot-product attention on [B, N, heads*d] projections -> [B, N, heads*d].
 // upcast_scores: q.k and softmax in fp32 (diffusers upcast_attention); upcast_softmax: softmax in
-// fp32 only. Uses at::scaled_dot_product_attention on libtorch >= 2, else a sliced baddbmm path.
+// fp32 only. Uses at::scaled_dot_product_attention on libtorch >= 2, else a baddbmm path computed
+// in slices over batch*heads so that one slice's score matrix stays below max_score_bytes.
 torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t heads, bool upcast_scores,
-                                   bool upcast_softmax);
+                                   bool upcast_softmax, int64_t max_score_bytes = int64_t(256) << 20);
 
 // diffusers Attention as used in transformer blocks: to_q, to_k, to_v (no bias), to_out.0.
 class AttentionImpl : public torch::nn::Module {

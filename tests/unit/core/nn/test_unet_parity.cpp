@@ -83,6 +83,21 @@ private slots:
         QCOMPARE(compared, 11);
     }
 
+    void slicedAttentionMatchesReference() {
+        // A 64 KiB budget with 64x64 scores per head (16 KiB): 4 heads per slice, 3 slices for 2x5 heads.
+        torch::NoGradGuard ng;
+        torch::manual_seed(11);
+        const int64_t b = 2, heads = 5, d = 8, n = 64;
+        auto q = torch::randn({b, n, heads * d}), k = torch::randn({b, n, heads * d}), v = torch::randn({b, n, heads * d});
+        auto out = kto::multi_head_attention(q, k, v, heads, /*upcast_scores=*/true, /*upcast_softmax=*/true, 64 << 10);
+        auto whole = kto::multi_head_attention(q, k, v, heads, false, false);
+        auto split = [&](const torch::Tensor& t) { return t.view({b, n, heads, d}).transpose(1, 2).to(torch::kFloat64); };
+        auto probs = torch::softmax(torch::matmul(split(q), split(k).transpose(-1, -2)) / std::sqrt(double(d)), -1);
+        auto expected = torch::matmul(probs, split(v)).transpose(1, 2).reshape({b, n, heads * d});
+        KTO_COMPARE_TENSORS(out, expected, 1e-5, "sliced attention vs float64 reference");
+        KTO_COMPARE_TENSORS(whole, expected, 1e-5, "unsliced attention vs float64 reference");
+    }
+
     void badInputsAreErrors() {
         torch::NoGradGuard ng;
         auto sample = g("sample"), ehs = g("encoder_hidden_states");
