@@ -9,17 +9,7 @@
 #include "tests/support/tensor_check.h"
 #include "tests/support/test_paths.h"
 
-// Fails unless `expr` throws kto::Error.
-#define EXPECT_KTO_ERROR(expr)                                            \
-    do {                                                                  \
-        bool kto_thrown_ = false;                                         \
-        try {                                                             \
-            (void)(expr);                                                 \
-        } catch (const kto::Error&) {                                     \
-            kto_thrown_ = true;                                           \
-        }                                                                 \
-        QVERIFY2(kto_thrown_, #expr " did not throw kto::Error");         \
-    } while (0)
+#include "tests/support/error_check.h"
 
 class TestLoRA : public QObject {
     Q_OBJECT

@@ -14,7 +14,10 @@
 #include "core/io/safetensors.h"
 #include "core/pipeline/pipeline.h"
 #include "tests/support/tensor_check.h"
+#include "tests/support/error_check.h"
 #include "tests/support/test_paths.h"
+
+using kto::test::expect_error;
 
 class TestPipeline : public QObject {
     Q_OBJECT
@@ -23,17 +26,6 @@ class TestPipeline : public QObject {
     kto::TensorMap golden_;
 
     std::string model_dir() const { return kto::test::reference_dir() + "/tiny-sd"; }
-
-    template <typename F>
-    static void expect_error(F&& f, const std::string& needle) {
-        try {
-            f();
-            QFAIL(("no error; expected one mentioning '" + needle + "'").c_str());
-        } catch (const kto::Error& e) {
-            const std::string msg = e.what();
-            QVERIFY2(msg.find(needle) != std::string::npos, ("expected '" + needle + "' in: " + msg).c_str());
-        }
-    }
 
     kto::GenerateOptions golden_options(const std::string& run) const {
         kto::GenerateOptions o;

@@ -14,7 +14,10 @@
 #include "core/pipeline/pipeline.h"
 #include "core/pipeline/single_file.h"
 #include "tests/support/tensor_check.h"
+#include "tests/support/error_check.h"
 #include "tests/support/test_paths.h"
+
+using kto::test::expect_error;
 
 class TestSingleFile : public QObject {
     Q_OBJECT
@@ -29,17 +32,6 @@ class TestSingleFile : public QObject {
             m[t.at("name").get<std::string>()] =
                 torch::empty(t.at("shape").get<std::vector<int64_t>>(), torch::TensorOptions().device(torch::kMeta));
         return m;
-    }
-
-    template <typename F>
-    static void expect_error(F&& f, const std::string& needle) {
-        try {
-            f();
-            QFAIL(("no error; expected one mentioning '" + needle + "'").c_str());
-        } catch (const kto::Error& e) {
-            const std::string msg = e.what();
-            QVERIFY2(msg.find(needle) != std::string::npos, ("expected '" + needle + "' in: " + msg).c_str());
-        }
     }
 
 private slots:

@@ -11,9 +11,12 @@
 #include "core/io/safetensors.h"
 #include "core/sampling/scheduler.h"
 #include "tests/support/tensor_check.h"
+#include "tests/support/error_check.h"
 #include "tests/support/test_paths.h"
 
 using kto::SchedulerConfig;
+
+using kto::test::expect_error;
 
 class TestSchedulers : public QObject {
     Q_OBJECT
@@ -27,17 +30,6 @@ class TestSchedulers : public QObject {
         return it->second;
     }
     bool has(const std::string& key) const { return golden_.count(key) > 0; }
-
-    template <typename F>
-    static void expect_error(F&& f, const std::string& needle) {
-        try {
-            f();
-            QFAIL(("no error; expected one mentioning '" + needle + "'").c_str());
-        } catch (const kto::Error& e) {
-            const std::string msg = e.what();
-            QVERIFY2(msg.find(needle) != std::string::npos, ("expected '" + needle + "' in: " + msg).c_str());
-        }
-    }
 
 private slots:
     void initTestCase() {
