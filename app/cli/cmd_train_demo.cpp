@@ -21,6 +21,8 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
              ->capture_default_str();
          sub.add_option("--seed", opt->seed, "Seed of every random choice")->capture_default_str();
+         sub.add_option("--ema-decay", opt->ema_decay, "EMA decay of the saved UNet/text weights (0: off)")
+             ->capture_default_str();
          sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)");
          return [opt] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;

@@ -306,6 +306,13 @@ void train_demo_model(const DemoTrainOptions& opt,
         std::vector<torch::Tensor> params = unet->parameters();
         for (auto& p : text->parameters()) params.push_back(p);
         torch::optim::AdamW adam(params, torch::optim::AdamWOptions(opt.unet_lr).weight_decay(1e-2));
+        // Exponential moving average of the weights (what is saved): smoother samples than the
+        // last optimiser step. Decay warms up as min(ema_decay, (1 + step) / (10 + step)).
+        std::vector<torch::Tensor> ema_params;
+        {
+            torch::NoGradGuard no_grad;
+            for (const auto& p : params) ema_params.push_back(p.detach().clone());
+        }
         const torch::Tensor acp = sd_alphas_cumprod();
         auto gen = at::detail::createCPUGenerator(opt.seed + 3);
         Rng rng(opt.seed, 3);
@@ -336,9 +343,17 @@ void train_demo_model(const DemoTrainOptions& opt,
                               (0.55 + 0.45 * std::cos(M_PI * step / std::max(1, opt.unet_steps)));
             for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
             adam.step();
+            {
+                torch::NoGradGuard no_grad;
+                const double d = std::min(opt.ema_decay, (1.0 + step) / (10.0 + step));
+                for (size_t i = 0; i < params.size(); ++i) ema_params[i].mul_(d).add_(params[i].detach(), 1.0 - d);
+            }
             ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
             report("unet", step + 1, opt.unet_steps, ema);
         }
+        torch::NoGradGuard no_grad;
+        if (opt.ema_decay > 0)
+            for (size_t i = 0; i < params.size(); ++i) params[i].copy_(ema_params[i]);
     }
 
     // ---- Write the diffusers folder (fp16 weights).

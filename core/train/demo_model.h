@@ -17,11 +17,12 @@ struct DemoTrainOptions {
     std::string out_dir;            // folder written in diffusers layout (created)
     int vae_steps = 1500;           // VAE reconstruction steps
     int vae_batch = 16;
-    int unet_steps = 6000;          // text encoder + UNet steps (epsilon loss)
+    int unet_steps = 5000;          // text encoder + UNet steps (epsilon loss)
     int unet_batch = 32;
     int cache_images = 8000;        // distinct scenes encoded once into latents for UNet training
     double vae_lr = 1e-3;
     double unet_lr = 1e-3;
+    double ema_decay = 0.999;       // EMA of text encoder + UNet weights (saved); 0: last step
     double caption_dropout = 0.1;   // share of empty captions, so classifier-free guidance works
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
