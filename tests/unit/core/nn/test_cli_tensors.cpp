@@ -94,6 +94,86 @@ private slots:
         KTO_COMPARE_TENSORS(te.at("pooler_output"), gte.at("pooler_output"), 1e-4, "cli text_encoder pooler_output");
     }
 
+    // `--component scheduler` for every sampler against golden/scheduler.safetensors (sd15 group),
+    // each from its fully resolved config as stored in scheduler_configs.json.
+    void schedulerComponentMatchesGolden() {
+        QFile f(QString::fromStdString(ref + "/golden/scheduler_configs.json"));
+        QVERIFY(f.open(QIODevice::ReadOnly));
+        // The file holds "lambda_min_clipped": -Infinity (Python's json), which QJsonDocument rejects;
+        // -1e308 clips nothing either, so the resolved configs keep their meaning.
+        const auto text = f.readAll().replace("-Infinity", "-1e308");
+        const auto schedulers = QJsonDocument::fromJson(text).object().value("schedulers").toObject();
+        auto g = kto::load_safetensors(ref + "/golden/scheduler.safetensors");
+        const QStringList names = {"ddpm", "ddim", "pndm", "euler", "euler_karras", "euler_ancestral", "dpmpp_2m",
+                                   "dpmpp_2m_karras"};
+        int compared = 0;
+        for (const auto& name : names) {
+            const auto key = "sd15." + name;
+            QVERIFY2(schedulers.contains(key), qPrintable(key));
+            const auto cfg_path = tmp.path() + "/" + name + "_scheduler_config.json";
+            QFile cf(cfg_path);
+            QVERIFY(cf.open(QIODevice::WriteOnly));
+            cf.write(QJsonDocument(schedulers.value(key).toObject().value("config").toObject()).toJson());
+            cf.close();
+            for (int n : {10, 20}) {
+                const auto prefix = QString("%1.n%2.").arg(key).arg(n).toStdString();
+                if (!g.count(prefix + "timesteps")) continue;
+                const auto out = tmp.path() + "/" + name + ".safetensors";
+                auto [rc, so, se] = cli({"tensors", "--component", "scheduler", "--scheduler-config", cfg_path,
+                                         "--sampler", name, "--steps", QString::number(n), "--out", out});
+                QVERIFY2(rc == 0, qPrintable(se));
+                auto r = kto::load_safetensors(out.toStdString());
+                const auto& gt = g.at(prefix + "timesteps");
+                QCOMPARE(r.at("timesteps").scalar_type(), gt.scalar_type() == torch::kInt64 ? torch::kInt64 : torch::kFloat32);
+                if (gt.scalar_type() == torch::kInt64)
+                    QVERIFY2(torch::equal(r.at("timesteps"), gt), prefix.c_str());
+                else
+                    KTO_COMPARE_TENSORS(r.at("timesteps"), gt.to(torch::kFloat32), 1e-4, prefix + "timesteps");
+                if (g.count(prefix + "init_noise_sigma"))
+                    KTO_COMPARE_TENSORS(r.at("init_noise_sigma"), g.at(prefix + "init_noise_sigma"), 1e-4,
+                                        prefix + "init_noise_sigma");
+                if (g.count(prefix + "sigmas")) {
+                    QVERIFY2(r.count("sigmas"), (prefix + "sigmas missing").c_str());
+                    KTO_COMPARE_TENSORS(r.at("sigmas"), g.at(prefix + "sigmas"), 1e-4, prefix + "sigmas");
+                }
+                ++compared;
+            }
+        }
+        QVERIFY(compared >= 8);
+        // No --model is needed; a missing config is an error that names the option.
+        auto [rc, so, se] = cli({"tensors", "--component", "scheduler", "--sampler", "ddim", "--steps", "10", "--out",
+                                 tmp.path() + "/x.safetensors"});
+        QCOMPARE(rc, 1);
+        QVERIFY2(se.contains("--scheduler-config"), qPrintable(se));
+    }
+
+    // `--component pipeline`: the DDIM and Euler 4-step runs of golden/tiny-sd/pipeline.safetensors.
+    void pipelineComponentMatchesGolden() {
+        auto g = kto::load_safetensors(ref + "/golden/tiny-sd/pipeline.safetensors");
+        const auto model = QString::fromStdString(ref + "/tiny-sd");
+        for (const QString run : {"ddim", "euler"}) {
+            const auto r = run.toStdString();
+            const auto in = tmp.path().toStdString() + "/pipe_in_" + r + ".safetensors";
+            kto::write_safetensors(in, {{"init_latents", g.at(r + ".init_latents")}});
+            const auto out = tmp.path() + "/pipe_out_" + run + ".safetensors";
+            auto [rc, so, se] = cli({"tensors", "--model", model, "--component", "pipeline", "--inputs",
+                                     QString::fromStdString(in), "--prompt", "a photograph of an astronaut riding a horse",
+                                     "--steps", "4", "--cfg", "7", "--sampler", run, "--out", out});
+            QVERIFY2(rc == 0, qPrintable(se));
+            auto res = kto::load_safetensors(out.toStdString());
+            KTO_COMPARE_TENSORS(res.at("latents"), g.at(r + ".step3.latents"), 2e-4, r + " latents");
+            KTO_COMPARE_TENSORS(res.at("image"), g.at(r + ".image"), 1e-4, r + " image");
+        }
+        // Batch rows must match the number of prompts.
+        const auto in = tmp.path().toStdString() + "/pipe_bad.safetensors";
+        kto::write_safetensors(in, {{"init_latents", torch::zeros({2, 4, 32, 32})}});
+        auto [rc, so, se] = cli({"tensors", "--model", model, "--component", "pipeline", "--inputs",
+                                 QString::fromStdString(in), "--prompt", "x", "--steps", "2", "--out",
+                                 tmp.path() + "/x.safetensors"});
+        QCOMPARE(rc, 1);
+        QVERIFY2(se.contains("init_latents"), qPrintable(se));
+    }
+
     void errorsAreReported() {
         const auto model = QString::fromStdString(ref + "/tiny-sd");
         auto [rc, so, se] = cli({"tensors", "--model", model, "--component", "nope", "--out", tmp.path() + "/x.safetensors"});
