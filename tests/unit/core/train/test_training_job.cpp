@@ -1,5 +1,3 @@
-// kto-test-labels: slow
-// (Out of the default run until it has run once: it compiled but the loaded dev machine never got to run it.)
 // The whole job on the tiny-sd reference model and a small dataset folder: run folder layout
 // (config, metrics, previews, checkpoints kept K), latent-cache reuse by a second run, resume after
 // an interruption, cancel from a callback, and clear errors for bad data.
