@@ -9,12 +9,15 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
 
 #include "app/cli/command.h"
 #include "core/common/error.h"
+#include "core/train/dist_launcher.h"
+#include "core/train/distributed.h"
 #include "core/train/trainer.h"
 #include "storage/store/store.h"
 #include "storage/store/workspace.h"
@@ -58,7 +61,45 @@ struct Args {
     std::vector<int64_t> probe_seeds;
     std::string device, cache;
     bool lora = false, resume = false, allow_one_class = false, gradient_checkpointing = false;
+    int nproc = 1;
 };
+
+// This process's arguments (from /proc/self/cmdline) without `--nproc N` / `--nproc=N`.
+std::vector<std::string> worker_arguments() {
+    std::ifstream in("/proc/self/cmdline", std::ios::binary);
+    std::vector<std::string> args;
+    for (std::string a; std::getline(in, a, '\0');) args.push_back(a);
+    if (args.empty()) throw kto::Error("train --nproc: cannot read this process's arguments");
+    std::vector<std::string> out{kto::current_executable()};
+    for (size_t i = 1; i < args.size(); ++i) {
+        if (args[i] == "--nproc") {
+            ++i;
+            continue;
+        }
+        if (args[i].rfind("--nproc=", 0) == 0) continue;
+        out.push_back(args[i]);
+    }
+    return out;
+}
+
+// `--nproc N`: N local data-parallel workers, started as torchrun starts them (RANK, WORLD_SIZE,
+// MASTER_ADDR/PORT in their environment); rank 0 writes the run folder. CPU threads are split
+// between the workers unless KTO_THREADS says otherwise.
+int launch_local_training(const Args& a) {
+    kto::LocalLaunchOptions lo;
+    lo.nproc = a.nproc;
+    lo.argv = worker_arguments();
+    if (!std::getenv("KTO_THREADS")) {
+        const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        lo.extra_env["KTO_THREADS"] = std::to_string(std::max<long>(1, cores / a.nproc));
+    }
+    std::cerr << "starting " << a.nproc << " local workers\n";
+    const kto::LocalLaunchResult r = kto::launch_local_workers(lo);
+    if (r.exit_code != 0)
+        std::cerr << "worker " << r.first_failed_rank << " failed (exit status " << r.exit_code
+                  << "); the run folder keeps its last complete checkpoint\n";
+    return r.exit_code;
+}
 
 std::vector<kto::TrainRecord> workspace_records(const Args& a) {
     namespace st = kto::storage;
@@ -78,6 +119,12 @@ std::vector<kto::TrainRecord> workspace_records(const Args& a) {
 }
 
 int run_train(const Args& a) {
+    if (a.nproc < 1) throw kto::Error("--nproc: expected a number of workers >= 1");
+    const auto dist_env = kto::DistributedOptions::from_environment();
+    if (a.nproc > 1 && dist_env)
+        throw kto::Error("--nproc: this process is already a worker (WORLD_SIZE is set); launch with either "
+                         "--nproc or torchrun-style environment variables, not both");
+    if (a.nproc > 1) return launch_local_training(a);
     if (a.data.empty() == a.workspace.empty())
         throw kto::Error("train: give exactly one of --data DIR (an exported dataset folder) or "
                          "--workspace DIR (train on the workspace's labels)");
@@ -129,6 +176,17 @@ int run_train(const Args& a) {
     req.out_dir = a.out;
     req.resume = a.resume;
     req.options = o;
+    const bool main_rank = !dist_env || dist_env->rank == 0;
+    if (dist_env && dist_env->world_size > 1) {
+        // A worker of a data-parallel run: CUDA workers take the GPU of their local rank.
+        torch::Device device = torch::kCPU;
+        if (o.device.rfind("cuda", 0) == 0) {
+            o.device = "cuda:" + std::to_string(dist_env->local_rank);
+            device = torch::Device(o.device);
+            req.options.device = o.device;
+        }
+        req.distributed = std::make_shared<kto::DistributedContext>(*dist_env, device);
+    }
     if (!a.data.empty()) {
         kto::DatasetFolderOptions fo;
         if (a.intersections == "skip") fo.intersections_desirable = false;
@@ -142,7 +200,8 @@ int run_train(const Args& a) {
     kto::TrainCallbacks cb;
     cb.on_message = [&](const std::string& m) { std::cerr << (tty ? "\r\033[K" : "") << m << "\n"; };
     cb.on_step = [&](const kto::StepMetrics& m) {
-        const bool print = tty || m.step == m.total_steps || m.step % 10 == 0 || m.step == 1;
+        const bool print =
+            main_rank && (tty || m.step == m.total_steps || m.step % 10 == 0 || m.step == 1);
         if (!print) return;
         std::cerr << (tty ? "\r\033[K" : "") << "step " << m.step << "/" << m.total_steps
                   << "  loss " << num(m.loss, "%.4f") << "  margin " << num(m.reward_margin, "%+.2e")
@@ -176,6 +235,10 @@ int run_train(const Args& a) {
         std::cout << "cancelled after " << r.steps_done << " steps"
                   << (r.final_checkpoint.empty() ? "" : "; last checkpoint " + r.final_checkpoint) << "\n";
         return 130;
+    }
+    if (!main_rank) {
+        std::cout << "worker " << dist_env->rank << " done after " << r.steps_done << " steps\n";
+        return 0;
     }
     std::cout << "trained " << r.steps_done << " steps; checkpoint " << r.final_checkpoint << "\n";
     return 0;
@@ -230,6 +293,9 @@ kto::cli::CommandRegistrar reg{
          sub.add_option("--preview-steps", a->preview_steps, "Denoising steps of a preview (default 20)");
          sub.add_option("--cache", a->cache, "Latent cache folder (default: <out>/../latent-cache)");
          sub.add_flag("--resume", a->resume, "Continue from the last complete checkpoint in --out");
+         sub.add_option("--nproc", a->nproc,
+                        "Data-parallel workers started on this machine (default 1; across machines: "
+                        "set RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT as torchrun does)");
          return [a] { return run_train(*a); };
      }}};
 

@@ -13,6 +13,7 @@
 #include "core/nn/vae.h"
 #include "core/sampling/scheduler.h"
 #include "core/sampling/scheduler_config.h"
+#include "core/train/distributed.h"
 #include "core/train/model_encoders.h"
 #include "core/train/preview.h"
 #include "core/train/trainer.h"
@@ -139,11 +140,15 @@ TrainResult TrainingJob::run() {
     const fs::path out(request_.out_dir);
     const fs::path model(request_.model_dir);
     if (out.empty()) throw Error("training: no output folder given");
-    fs::create_directories(out);
+    const auto& dist = request_.distributed;
+    const bool writer = !dist || dist->is_main();  // data-parallel: rank 0 alone writes the run folder
+    if (writer) fs::create_directories(out);
     if (o.cache_dir.empty()) o.cache_dir = (fs::absolute(out).parent_path() / "latent-cache").string();
 
     std::string resume_from;
-    if (request_.resume) {
+    if (!writer) {
+        // Other ranks receive rank 0's state after it has read the checkpoint (sync_from_rank0).
+    } else if (request_.resume) {
         resume_from = latest_checkpoint(out.string());
         if (resume_from.empty()) say("no complete checkpoint in " + out.string() + "; starting from step 0");
     } else if (!latest_checkpoint(out.string()).empty()) {
@@ -222,18 +227,29 @@ TrainResult TrainingJob::run() {
                              {"noise_scheduler", sched_cfg.to_json()},
                              {"prediction_type", noise_scheduler->prediction_type()}};
     if (!resume_from.empty()) config["resumed_from"] = resume_from;
-    write_json_file(out / "config.json", config);
+    if (dist && dist->distributed()) {
+        config["workers"] = dist->world_size();
+        config["global_batch"] = o.batch_size * dist->world_size();
+        // Data preparation takes as long as each rank's cache misses: wait here without a collective
+        // timeout, then check that every rank prepared the same training set.
+        dist->wait_for_all("training data prepared", std::max<std::chrono::milliseconds>(dist->timeout(), std::chrono::hours(2)));
+        dist->expect_same({double(data.size()), double(liked), double(data.embeddings.size(0)), double(data.pairs.size())},
+                          "the training set (images, liked, captions, pairs)");
+    }
+    if (writer) write_json_file(out / "config.json", config);
 
+    parts.distributed = dist;
     Trainer trainer(parts, std::move(data), o);
     if (!resume_from.empty()) {
         trainer.load_checkpoint(resume_from);
         say("resumed from " + resume_from + " at step " + std::to_string(trainer.steps_done()));
     }
-    truncate_metrics(out / "metrics.jsonl", trainer.steps_done());
+    trainer.sync_from_rank0();
+    if (writer) truncate_metrics(out / "metrics.jsonl", trainer.steps_done());
 
     // Previews render with their own generators (seeded per probe), so training draws are untouched.
     std::unique_ptr<PreviewRenderer> previews;
-    if (o.preview_every > 0 || o.preview_every_minutes > 0)
+    if (writer && (o.preview_every > 0 || o.preview_every_minutes > 0))
         previews = std::make_unique<PreviewRenderer>(model.string(), device, o);
     auto last_preview = std::chrono::steady_clock::now();
     auto render_preview = [&](int64_t step) {
@@ -248,6 +264,7 @@ TrainResult TrainingJob::run() {
     std::string last_ckpt;
     const fs::path ckpt_root = out / "checkpoints";
     auto checkpoint = [&]() {
+        if (!writer) return;
         const int64_t step = trainer.steps_done();
         const fs::path final_dir = ckpt_root / ("step-" + std::to_string(step));
         if (fs::exists(final_dir / "trainer_state.json")) return;
@@ -262,7 +279,8 @@ TrainResult TrainingJob::run() {
         if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(step, last_ckpt);
     };
 
-    std::ofstream metrics(out / "metrics.jsonl", std::ios::app);
+    std::ofstream metrics;
+    if (writer) metrics.open(out / "metrics.jsonl", std::ios::app);
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t first_step = trainer.steps_done();
     try {
@@ -277,7 +295,7 @@ TrainResult TrainingJob::run() {
             m.samples_per_second = rate_sum / static_cast<double>(done_here);
             m.elapsed_seconds = elapsed;
             m.eta_seconds = elapsed / static_cast<double>(done_here) * static_cast<double>(o.steps - m.step);
-            metrics << m.to_json().dump() << "\n" << std::flush;
+            if (writer) metrics << m.to_json().dump() << "\n" << std::flush;
             if (callbacks_.on_step) callbacks_.on_step(m);
             const int64_t step = trainer.steps_done();
             if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0 && step < o.steps) checkpoint();
