@@ -148,6 +148,32 @@ struct ComparisonVoteInput {
 struct ComparisonVote : ComparisonVoteInput {
     std::int64_t id = 0;
     std::string created_at;
+    std::optional<std::string> labels_applied_at;  // when apply_vote_labels turned it into labels
+};
+
+// A comparison session: the two sides its votes judge. Side B is the one whose win rate is
+// reported (the fine-tune, by convention).
+struct ComparisonInput {
+    std::string id;  // the compare_id its votes carry
+    std::int64_t a_model_id = 0;
+    std::int64_t b_model_id = 0;
+    std::optional<std::string> a_checkpoint;  // a fine-tuned UNet folder, if not the base model
+    std::optional<std::string> b_checkpoint;
+    std::optional<std::int64_t> run_id;
+    std::string settings_json = "{}";  // steps, cfg, sampler, size, prompts, seeds
+    bool blind = true;
+};
+
+struct ComparisonRecord : ComparisonInput {
+    std::string created_at;
+};
+
+// What apply_vote_labels did.
+struct VoteLabelsApplied {
+    std::int64_t votes = 0;     // votes turned into labels now
+    std::int64_t liked = 0;     // winner images labelled liked
+    std::int64_t disliked = 0;  // loser images labelled disliked
+    std::int64_t skipped = 0;   // ties, votes without both images, votes already applied
 };
 
 struct VoteTally {

@@ -98,6 +98,25 @@ CREATE TABLE comparison_votes (
 CREATE INDEX comparison_votes_compare ON comparison_votes(compare_id);
 )sql";
 
+const char* kV4 = R"sql(
+-- One comparison session: which two sides (A: usually the base model, B: a fine-tune) its votes
+-- judge, with the settings both sides were rendered with. Votes name it by compare_id; votes of
+-- version 3 have no row here (their sides are only the left/right model ids).
+CREATE TABLE comparisons (
+    id             TEXT PRIMARY KEY,
+    a_model_id     INTEGER NOT NULL REFERENCES models(id),
+    b_model_id     INTEGER NOT NULL REFERENCES models(id),
+    a_checkpoint   TEXT,
+    b_checkpoint   TEXT,
+    run_id         INTEGER REFERENCES training_runs(id) ON DELETE SET NULL,
+    settings_json  TEXT NOT NULL DEFAULT '{}',
+    blind          INTEGER NOT NULL DEFAULT 1,
+    created_at     TEXT NOT NULL
+);
+-- When the vote was turned into labels (winner liked, loser disliked), so that happens once.
+ALTER TABLE comparison_votes ADD COLUMN labels_applied_at TEXT;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
@@ -105,6 +124,7 @@ const std::vector<Migration>& migrations() {
         {1, "models, generations, images, label history", kV1},
         {2, "current label on images, training runs, checkpoint/run on generations", kV2},
         {3, "comparison votes", kV3},
+        {4, "comparison sessions, votes turned into labels", kV4},
     };
     return all;
 }

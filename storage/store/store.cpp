@@ -778,7 +778,7 @@ std::vector<ComparisonVote> Store::votes(const std::string& compare_id) {
     return guarded(workspace_, "reading comparison votes", [&] {
         Prepared s(statement(
             "SELECT id, compare_id, run_id, prompt, seed, left_model_id, right_model_id, "
-            "left_image_id, right_image_id, winner, created_at FROM comparison_votes "
+            "left_image_id, right_image_id, winner, created_at, labels_applied_at FROM comparison_votes "
             "WHERE compare_id = ? ORDER BY id"));
         s->bind(1, compare_id);
         std::vector<ComparisonVote> out;
@@ -795,6 +795,7 @@ std::vector<ComparisonVote> Store::votes(const std::string& compare_id) {
             v.right_image_id = opt_int(s->getColumn(8));
             v.winner = winner_from_name(s->getColumn(9).getString());
             v.created_at = s->getColumn(10).getString();
+            v.labels_applied_at = opt_text(s->getColumn(11));
             out.push_back(std::move(v));
         }
         return out;
@@ -815,6 +816,126 @@ VoteTally Store::tally_votes(const std::string& compare_id) {
             else t.tie = n;
         }
         return t;
+    });
+}
+
+// ---------------------------------------------------------------- comparison sessions
+
+namespace {
+const char* kComparisonSelect =
+    "SELECT id, a_model_id, b_model_id, a_checkpoint, b_checkpoint, run_id, settings_json, blind, created_at "
+    "FROM comparisons";
+
+ComparisonRecord read_comparison(SQLite::Statement& s) {
+    ComparisonRecord c;
+    c.id = s.getColumn(0).getString();
+    c.a_model_id = s.getColumn(1).getInt64();
+    c.b_model_id = s.getColumn(2).getInt64();
+    c.a_checkpoint = opt_text(s.getColumn(3));
+    c.b_checkpoint = opt_text(s.getColumn(4));
+    c.run_id = opt_int(s.getColumn(5));
+    c.settings_json = s.getColumn(6).getString();
+    c.blind = s.getColumn(7).getInt() != 0;
+    c.created_at = s.getColumn(8).getString();
+    return c;
+}
+}  // namespace
+
+void Store::add_comparison(const ComparisonInput& c) {
+    if (c.id.empty()) throw Error("comparison: empty id");
+    for (std::int64_t id : {c.a_model_id, c.b_model_id}) {
+        if (!model(id)) throw Error("comparison: model id " + std::to_string(id) + " does not exist");
+    }
+    if (comparison(c.id)) throw Error("comparison '" + c.id + "' already exists");
+    guarded(workspace_, "recording a comparison", [&] {
+        Prepared s(statement(
+            "INSERT INTO comparisons (id, a_model_id, b_model_id, a_checkpoint, b_checkpoint, run_id, "
+            "settings_json, blind, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+        s->bind(1, c.id);
+        s->bind(2, c.a_model_id);
+        s->bind(3, c.b_model_id);
+        if (c.a_checkpoint) s->bind(4, *c.a_checkpoint);
+        if (c.b_checkpoint) s->bind(5, *c.b_checkpoint);
+        if (c.run_id) s->bind(6, *c.run_id);
+        s->bind(7, c.settings_json);
+        s->bind(8, c.blind ? 1 : 0);
+        s->bind(9, now());
+        s->exec();
+    });
+}
+
+std::optional<ComparisonRecord> Store::comparison(const std::string& id) {
+    return guarded(workspace_, "reading a comparison", [&]() -> std::optional<ComparisonRecord> {
+        Prepared s(statement(std::string(kComparisonSelect) + " WHERE id = ?"));
+        s->bind(1, id);
+        if (!s->executeStep()) return std::nullopt;
+        return read_comparison(*s);
+    });
+}
+
+std::vector<ComparisonRecord> Store::comparisons() {
+    return guarded(workspace_, "listing comparisons", [&] {
+        Prepared s(statement(std::string(kComparisonSelect) + " ORDER BY created_at, id"));
+        std::vector<ComparisonRecord> out;
+        while (s->executeStep()) out.push_back(read_comparison(*s));
+        return out;
+    });
+}
+
+VoteLabelsApplied Store::apply_vote_labels(const std::string& compare_id) {
+    return guarded(workspace_, "turning comparison votes into labels", [&] {
+        const std::string t = now();
+        SQLite::Transaction tx(*db_, SQLite::TransactionBehavior::IMMEDIATE);
+        struct Pending {
+            std::int64_t vote = 0;
+            std::int64_t winner_image = 0;
+            std::int64_t loser_image = 0;
+        };
+        std::vector<Pending> pending;
+        VoteLabelsApplied applied;
+        {
+            Prepared s(statement(
+                "SELECT id, winner, left_image_id, right_image_id, labels_applied_at FROM comparison_votes "
+                "WHERE compare_id = ? ORDER BY id"));
+            s->bind(1, compare_id);
+            while (s->executeStep()) {
+                const std::string winner = s->getColumn(1).getString();
+                const auto left = opt_int(s->getColumn(2));
+                const auto right = opt_int(s->getColumn(3));
+                if (winner == "tie" || !left || !right || !s->getColumn(4).isNull()) {
+                    ++applied.skipped;
+                    continue;
+                }
+                const bool left_won = winner == "left";
+                pending.push_back({s->getColumn(0).getInt64(), left_won ? *left : *right, left_won ? *right : *left});
+            }
+        }
+        auto label = [&](std::int64_t image_id, Label value) {
+            {
+                Prepared up(statement("UPDATE images SET label = ? WHERE id = ?"));
+                up->bind(1, static_cast<int>(value));
+                up->bind(2, image_id);
+                if (up->exec() == 0) throw Error("image " + std::to_string(image_id) + " does not exist");
+            }
+            Prepared ins(statement("INSERT INTO labels (image_id, value, created_at) VALUES (?, ?, ?)"));
+            ins->bind(1, image_id);
+            ins->bind(2, static_cast<int>(value));
+            ins->bind(3, t);
+            ins->exec();
+        };
+        for (const Pending& p : pending) {
+            label(p.winner_image, Label::Like);
+            label(p.loser_image, Label::Dislike);
+            Prepared up(statement("UPDATE comparison_votes SET labels_applied_at = ? WHERE id = ?"));
+            up->bind(1, t);
+            up->bind(2, p.vote);
+            up->exec();
+            ++applied.votes;
+            ++applied.liked;
+            ++applied.disliked;
+        }
+        tx.commit();
+        return applied;
     });
 }
 

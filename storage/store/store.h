@@ -102,6 +102,15 @@ public:
     std::int64_t add_vote(const ComparisonVoteInput& vote);
     std::vector<ComparisonVote> votes(const std::string& compare_id);
     VoteTally tally_votes(const std::string& compare_id);
+    // Records a comparison session. Throws kto::Error for an empty or already used id or an
+    // unknown model.
+    void add_comparison(const ComparisonInput& comparison);
+    std::optional<ComparisonRecord> comparison(const std::string& id);
+    std::vector<ComparisonRecord> comparisons();  // oldest first
+    // Turns the session's votes into labels, in one transaction: for every vote not applied yet
+    // that has a winner and both images, the winner image is liked and the loser disliked (label
+    // history rows like any click), and the vote is marked applied. Ties are skipped.
+    VoteLabelsApplied apply_vote_labels(const std::string& compare_id);
 
     // The connection, for kto_storage's own bulk paths (dataset import). Not for the UI.
     SQLite::Database& connection() { return *db_; }

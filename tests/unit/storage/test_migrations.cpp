@@ -105,6 +105,35 @@ INSERT INTO images (id, generation_id, file, sha256, byte_size, created_at, labe
 INSERT INTO labels VALUES (4, 4, 1, '2026-02-01T00:00:03.000Z', NULL);
 )sql";
 
+// The step from version 2 to 3 as it shipped (frozen).
+const char* kShippedV2toV3 = R"sql(
+CREATE TABLE comparison_votes (
+    id              INTEGER PRIMARY KEY,
+    compare_id      TEXT NOT NULL,
+    run_id          INTEGER REFERENCES training_runs(id) ON DELETE SET NULL,
+    prompt          TEXT NOT NULL,
+    seed            INTEGER NOT NULL,
+    left_model_id   INTEGER NOT NULL REFERENCES models(id),
+    right_model_id  INTEGER NOT NULL REFERENCES models(id),
+    left_image_id   INTEGER REFERENCES images(id) ON DELETE SET NULL,
+    right_image_id  INTEGER REFERENCES images(id) ON DELETE SET NULL,
+    winner          TEXT NOT NULL CHECK (winner IN ('left', 'right', 'tie')),
+    created_at      TEXT NOT NULL
+);
+CREATE INDEX comparison_votes_compare ON comparison_votes(compare_id);
+PRAGMA user_version = 3;
+)sql";
+
+// Version 3 data: two votes of one session, image 1 (left) beat image 3 (right), then a tie.
+const char* kV3Data = R"sql(
+INSERT INTO comparison_votes (id, compare_id, prompt, seed, left_model_id, right_model_id, left_image_id,
+                              right_image_id, winner, created_at)
+    VALUES (1, 'old', 'a red circle', 7, 1, 1, 1, 3, 'left', '2026-03-01T00:00:00.000Z');
+INSERT INTO comparison_votes (id, compare_id, prompt, seed, left_model_id, right_model_id, left_image_id,
+                              right_image_id, winner, created_at)
+    VALUES (2, 'old', 'a red circle', 7, 1, 1, 1, 3, 'tie', '2026-03-01T00:00:01.000Z');
+)sql";
+
 void make_db(const fs::path& file, const std::string& sql) {
     fs::create_directories(file.parent_path());
     SQLite::Database db(file.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
@@ -155,7 +184,7 @@ private slots:
         QCOMPARE(store.schema_version(), latest_schema_version());
         const auto schema = schema_of(store.connection());
         for (const char* table : {"table models", "table generations", "table images", "table labels",
-                                  "table training_runs", "table comparison_votes"}) {
+                                  "table training_runs", "table comparison_votes", "table comparisons"}) {
             bool found = false;
             for (const auto& s : schema) found = found || s.rfind(table, 0) == 0;
             QVERIFY2(found, table);
@@ -207,6 +236,29 @@ private slots:
         QCOMPARE(img->label, Label::Like);
         QCOMPARE(store.runs().size(), std::size_t(1));
         QCOMPARE(store.counts().images, std::int64_t(4));
+    }
+
+    void fromVersion3KeepsVotesAndAppliesThemOnce() {
+        const fs::path ws = fresh_dir();
+        make_db(ws / "studio.sqlite3", std::string(kShippedV1) + kV1Data + kShippedV1toV2 + kV2Data +
+                                           kShippedV2toV3 + kV3Data);
+        Store store{Workspace(ws)};
+        QCOMPARE(store.schema_version(), latest_schema_version());
+        QCOMPARE(schema_of(store.connection()), fresh_schema());
+        const auto votes = store.votes("old");
+        QCOMPARE(votes.size(), std::size_t(2));
+        QVERIFY(!votes[0].labels_applied_at);
+        QCOMPARE(store.tally_votes("old").left, std::int64_t(1));
+        QVERIFY(!store.comparison("old"));  // version 3 had no session rows
+        // Old votes can be turned into labels: image 1 won (liked), image 3 lost; the tie is skipped.
+        const VoteLabelsApplied a = store.apply_vote_labels("old");
+        QCOMPARE(a.votes, std::int64_t(1));
+        QCOMPARE(a.skipped, std::int64_t(1));
+        QCOMPARE(store.current_label(1), Label::Like);
+        QCOMPARE(store.current_label(3), Label::Dislike);
+        QVERIFY(store.votes("old")[0].labels_applied_at.has_value());
+        QCOMPARE(store.apply_vote_labels("old").votes, std::int64_t(0));
+        QCOMPARE(store.label_history(1).size(), std::size_t(3));  // like, dislike (v1) + the vote's like
     }
 
     // A step that fails is rolled back: the database stays at the last good version, untouched.
