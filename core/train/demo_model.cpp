@@ -15,6 +15,7 @@
 #include "core/io/state_dict.h"
 #include "core/nn/unet.h"
 #include "core/nn/vae.h"
+#include "core/pipeline/pipeline.h"
 #include "core/shapes/bpe_vocab.h"
 #include "core/shapes/caption.h"
 #include "core/shapes/renderer.h"
@@ -369,58 +370,29 @@ void train_demo_model(const DemoTrainOptions& opt,
 
 namespace {
 
-// The demo folder loaded for generation (fp32 on the CPU).
+// The demo folder loaded for generation through the app's own text-to-image pipeline
+// (core/pipeline: the folder's scheduler, DDIM with "leading" spacing, classifier-free guidance),
+// so the evaluation measures what a user of `generate` gets. Each image starts from its own
+// seed's noise, drawn as the pipeline draws a batch of one.
 struct DemoBundle {
-    CLIPTokenizer tokenizer;
-    CLIPTextModel text{nullptr};
-    UNet2DConditionModel unet{nullptr};
-    AutoencoderKL vae{nullptr};
-    torch::Tensor alphas_cumprod;
-    int steps_offset = 1;
+    ModelBundle bundle;
 
-    explicit DemoBundle(const std::string& dir)
-        : tokenizer(CLIPTokenizer::from_folder(component_dir(dir, "tokenizer"))) {
-        text = load_text_encoder(component_dir(dir, "text_encoder"));
-        text->eval();
-        unet = load_unet(component_dir(dir, "unet"));
-        unet->eval();
-        vae = load_vae(component_dir(dir, "vae"));
-        vae->eval();
-        const nlohmann::json sched = read_json_file(component_dir(dir, "scheduler") + "/scheduler_config.json");
-        steps_offset = sched.value("steps_offset", 0);
-        alphas_cumprod = sd_alphas_cumprod();
-    }
+    explicit DemoBundle(const std::string& dir) : bundle(ModelBundle::load(dir)) {}
 
-    // DDIM, eta 0, "leading" spacing (diffusers DDIMScheduler with the SD 1.x config).
     torch::Tensor generate(const std::vector<std::string>& prompts, const std::vector<uint64_t>& seeds,
                            int steps, double guidance) {
-        torch::NoGradGuard no_grad;
-        const int64_t n = int64_t(prompts.size());
         std::vector<torch::Tensor> noise;
         for (uint64_t s : seeds) {
             auto g = at::detail::createCPUGenerator(s);
             noise.push_back(torch::randn({1, 4, kLatentSize, kLatentSize}, g));
         }
-        torch::Tensor x = torch::cat(noise);
-        const torch::Tensor cond = encode_prompts(tokenizer, text, prompts);
-        const torch::Tensor uncond =
-            encode_prompts(tokenizer, text, std::vector<std::string>(size_t(n), std::string()));
-        const torch::Tensor ctx = torch::cat({uncond, cond});
-        const int ratio = kTrainTimesteps / steps;
-        for (int i = steps - 1; i >= 0; --i) {
-            const int t = i * ratio + steps_offset;
-            const int prev = t - ratio;
-            const torch::Tensor eps2 =
-                unet->forward(torch::cat({x, x}), torch::full({2 * n}, int64_t(t), torch::kInt64), ctx);
-            const auto parts = eps2.chunk(2);
-            const torch::Tensor eps = parts[0] + guidance * (parts[1] - parts[0]);
-            const double a = alphas_cumprod[t].item<double>();
-            const double a_prev = prev >= 0 ? alphas_cumprod[prev].item<double>()
-                                            : alphas_cumprod[0].item<double>();
-            const torch::Tensor x0 = (x - std::sqrt(1.0 - a) * eps) / std::sqrt(a);
-            x = std::sqrt(a_prev) * x0 + std::sqrt(1.0 - a_prev) * eps;
-        }
-        return vae->decode(x / vae->scaling_factor()).clamp(-1.0, 1.0);
+        GenerateOptions o;
+        o.prompts = prompts;
+        o.steps = steps;
+        o.cfg = guidance;
+        o.width = o.height = kImageSize;
+        o.init_latents = torch::cat(noise);
+        return kto::generate(bundle, o).images * 2.0 - 1.0;  // [0,1] -> [-1,1]
     }
 };
 
