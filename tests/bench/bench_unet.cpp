@@ -1,0 +1,205 @@
+// Speed and memory of the full-size Stable Diffusion 1.5 architecture (random weights, no
+// download): seconds per UNet step at 512x512 with the CFG batch of 2 on CPU fp32, achieved
+// GFLOP/s (UNet FLOPs counted analytically from the config) next to the machine's measured fp32
+// matmul GFLOP/s in the same run, peak RSS of a whole 512x512 generation (text encoder, UNet,
+// VAE decode), and UNet it/s in fp16 when CUDA is available.
+//   ctest -L bench -R bench_unet --output-on-failure        (KTO_BENCH_STEPS=N: UNet steps timed)
+// Goals (issue 4): CPU step within 1.5x of the matmul limit; peak RSS < 6 GB.
+#include <QtTest/QtTest>
+#include <torch/torch.h>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "core/pipeline/pipeline.h"
+#include "tests/support/test_paths.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+nlohmann::json sd15_config(const std::string& component) {
+    std::ifstream in(kto::test::reference_dir() + "/state_dict_keys/sd15_" + component + ".json");
+    return nlohmann::json::parse(in).at("config");
+}
+
+double peak_rss_gb() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<double>(u.ru_maxrss) / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
+}
+
+// Best of a few fp32 matmuls of n x n (all cores): the machine's practical dense limit.
+double matmul_gflops(torch::Device device, torch::ScalarType dtype) {
+    const int64_t n = 2048;
+    auto opts = torch::TensorOptions().device(device).dtype(dtype);
+    auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+    torch::mm(a, b);
+    double best = 1e30;
+    for (int i = 0; i < 5; ++i) {
+        if (device.is_cuda()) torch::cuda::synchronize();
+        auto t0 = Clock::now();
+        auto c = torch::mm(a, b);
+        if (device.is_cuda()) torch::cuda::synchronize();
+        (void)c.sum().item<float>();
+        best = std::min(best, seconds_since(t0));
+    }
+    return 2.0 * n * n * n / best / 1e9;
+}
+
+// Multiply-accumulate count of one UNet forward per sample, from an SD-style config: convs,
+// resnet shortcuts, transformer blocks (self/cross attention incl. scores, GEGLU feed-forward).
+double unet_flops_per_sample(const kto::UNetConfig& c, int64_t h, int64_t w, int64_t ctx_len) {
+    double macs = 0;
+    auto conv = [&](int64_t cin, int64_t cout, int64_t k, int64_t hw) { macs += double(cin) * cout * k * k * hw; };
+    auto resnet = [&](int64_t cin, int64_t cout, int64_t hw) {
+        conv(cin, cout, 3, hw);
+        conv(cout, cout, 3, hw);
+        if (cin != cout) conv(cin, cout, 1, hw);
+    };
+    auto transformer = [&](int64_t ch, int64_t hw, int64_t cross_dim) {
+        const double n = double(hw), C = double(ch);
+        macs += 2 * n * C * C;                                  // proj_in, proj_out
+        macs += 4 * n * C * C + 2 * n * n * C;                  // self-attention: qkv+out, scores+values
+        macs += 2 * n * C * C + 2 * double(ctx_len) * cross_dim * C + 2 * n * ctx_len * C;  // cross-attention
+        macs += n * C * 8 * C + n * 4 * C * C;                  // GEGLU feed-forward (inner 4C)
+    };
+    const auto& ch = c.block_out_channels;
+    const size_t L = ch.size();
+    int64_t hw = h * w;
+    int64_t cur = ch[0];
+    conv(c.in_channels, ch[0], 3, hw);
+    std::vector<int64_t> skip_ch{cur};
+    for (size_t i = 0; i < L; ++i) {
+        const bool attn = c.down_block_types[i].find("CrossAttn") != std::string::npos;
+        for (int64_t l = 0; l < c.layers_per_block[i]; ++l) {
+            resnet(cur, ch[i], hw);
+            cur = ch[i];
+            if (attn)
+                for (int64_t t = 0; t < c.transformer_layers_per_block[i]; ++t)
+                    transformer(cur, hw, c.cross_attention_dim[i]);
+            skip_ch.push_back(cur);
+        }
+        if (i + 1 < L) {
+            hw /= 4;
+            conv(cur, cur, 3, hw);
+            skip_ch.push_back(cur);
+        }
+    }
+    resnet(cur, cur, hw);
+    transformer(cur, hw, c.cross_attention_dim.back());
+    resnet(cur, cur, hw);
+    const std::vector<int64_t> rev(ch.rbegin(), ch.rend());
+    for (size_t i = 0; i < L; ++i) {
+        const bool attn = c.up_block_types[i].find("CrossAttn") != std::string::npos;
+        for (int64_t l = 0; l < c.layers_per_block[L - 1 - i] + 1; ++l) {
+            const int64_t s = skip_ch.back();
+            skip_ch.pop_back();
+            resnet(cur + s, rev[i], hw);
+            cur = rev[i];
+            if (attn) transformer(cur, hw, c.cross_attention_dim[L - 1 - i]);
+        }
+        if (i + 1 < L) {
+            hw *= 4;
+            conv(cur, cur, 3, hw);
+        }
+    }
+    conv(ch[0], c.out_channels, 3, hw);
+    return 2.0 * macs;
+}
+
+}  // namespace
+
+class BenchUNet : public QObject {
+    Q_OBJECT
+
+private slots:
+    void cpuStepAndPeakMemory() {
+        const int cores = static_cast<int>(std::thread::hardware_concurrency());
+        torch::set_num_threads(cores);
+        torch::NoGradGuard ng;
+        const int steps = std::max(1, qEnvironmentVariableIntValue("KTO_BENCH_STEPS"));
+        const auto ucfg = kto::UNetConfig::from_json(sd15_config("unet"));
+        auto t0 = Clock::now();
+        kto::UNet2DConditionModel unet(ucfg);
+        unet->eval();
+        std::printf("BENCH sd15 unet built with random weights in %.1f s\n", seconds_since(t0));
+
+        const double mm = matmul_gflops(torch::kCPU, torch::kFloat32);
+        const double flops = 2 * unet_flops_per_sample(ucfg, 64, 64, 77);
+        auto x = torch::randn({2, 4, 64, 64});
+        auto ctx = torch::randn({2, 77, 768});
+        auto t = torch::tensor(int64_t(500));
+        unet->forward(x, t, ctx);  // warm-up (allocator, oneDNN primitives)
+        t0 = Clock::now();
+        for (int i = 0; i < steps; ++i) unet->forward(x, t, ctx);
+        const double step_s = seconds_since(t0) / steps;
+        const double achieved = flops / step_s / 1e9;
+        std::printf("BENCH cpu threads %d: matmul %.1f GFLOP/s (fp32 2048^3)\n", cores, mm);
+        std::printf("BENCH sd15 unet 512x512 cfg-batch 2 fp32: %.2f s/step, %.1f GFLOP/step (analytic), %.1f GFLOP/s "
+                    "= %.2fx of the matmul rate (goal: step within 1.5x of the matmul limit)\n",
+                    step_s, flops / 1e9, achieved, mm / achieved);
+
+        // A whole 512x512 generation (1 step): full-size text encoder, UNet and VAE.
+        kto::ModelBundle b;
+        b.tokenizer = std::make_shared<kto::CLIPTokenizer>(
+            kto::CLIPTokenizer::from_folder(kto::test::reference_dir() + "/tiny-sd/tokenizer"));
+        b.text_encoder = kto::CLIPTextModel(kto::CLIPTextConfig::from_json(sd15_config("text_encoder")));
+        b.unet = unet;
+        b.vae = kto::AutoencoderKL(kto::VAEConfig::from_json(sd15_config("vae")));
+        b.text_encoder->eval();
+        b.vae->eval();
+        b.scheduler_config = kto::SchedulerConfig::stable_diffusion_v1();
+        b.name = "sd15-random";
+        kto::GenerateOptions o;
+        o.prompts = {"a photograph of an astronaut riding a horse"};
+        o.steps = 1;
+        o.width = o.height = 512;
+        o.sampler = "euler";
+        t0 = Clock::now();
+        auto r = kto::generate(b, o);
+        std::printf("BENCH sd15 512x512 generation (1 step + VAE decode) %.1f s; peak RSS %.2f GB (goal < 6 GB)\n",
+                    seconds_since(t0), peak_rss_gb());
+        QCOMPARE(r.images.size(2), int64_t(512));
+        QVERIFY(peak_rss_gb() < 6.0);
+    }
+
+    void cudaFp16() {
+        if (!torch::cuda::is_available()) QSKIP("no CUDA device in this libtorch build/machine");
+        torch::NoGradGuard ng;
+        const auto ucfg = kto::UNetConfig::from_json(sd15_config("unet"));
+        kto::ModuleOptions mo;
+        mo.tensor = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat16);
+        kto::UNet2DConditionModel unet(ucfg, mo);
+        unet->eval();
+        auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(torch::kFloat16);
+        auto x = torch::randn({2, 4, 64, 64}, opts);
+        auto ctx = torch::randn({2, 77, 768}, opts);
+        auto t = torch::tensor(int64_t(500)).to(torch::kCUDA);
+        for (int i = 0; i < 3; ++i) unet->forward(x, t, ctx);
+        torch::cuda::synchronize();
+        const int n = 20;
+        auto t0 = Clock::now();
+        for (int i = 0; i < n; ++i) unet->forward(x, t, ctx);
+        torch::cuda::synchronize();
+        const double s = seconds_since(t0) / n;
+        const double mm = matmul_gflops(torch::kCUDA, torch::kFloat16);
+        const double flops = 2 * unet_flops_per_sample(ucfg, 64, 64, 77);
+        std::printf("BENCH cuda fp16 sd15 unet 512x512 cfg-batch 2: %.2f it/s (%.1f ms/step), %.0f GFLOP/s; "
+                    "matmul fp16 %.0f GFLOP/s\n",
+                    1.0 / s, s * 1e3, flops / s / 1e9, mm);
+    }
+};
+
+QTEST_GUILESS_MAIN(BenchUNet)
+#include "bench_unet.moc"
