@@ -53,7 +53,7 @@ MainWindow::MainWindow(const StartupOptions& options, QWidget* parent)
     rate_ = new RatePanel(store_, areas_);
     gallery_ = new GalleryPanel(store_, areas_);
     train_ = new TrainPanel(store_, areas_);
-    compare_ = new ComparePanel(catalog_, areas_);
+    compare_ = new ComparePanel(catalog_, store_, areas_);
     areas_->addTab(generate_, tr("&Generate"));
     areas_->addTab(rate_, tr("&Rate"));
     areas_->addTab(gallery_, tr("G&allery"));
@@ -195,6 +195,8 @@ void MainWindow::buildActions() {
         {tr("Gallery"),
          {gallery_->findAction(), gallery_->openAction(), gallery_->likeAction(), gallery_->dislikeAction(),
           gallery_->clearAction(), gallery_->deleteAction()}},
+        {tr("Compare (blind A/B)"),
+         {compare_->voteLeftAction(), compare_->voteRightAction(), compare_->voteTieAction(), compare_->toggleAction()}},
         {tr("Workspace"), {open_workspace_, export_, import_, settings_action_, quit_, help_action_}},
     });
 }
@@ -262,6 +264,7 @@ void MainWindow::applySettings(const AppSettings& s) {
     settings_ = s;
     generate_->applyDefaults(s.defaults);
     generate_->setDevice(s.device);
+    compare_->setDevice(s.device);
     QMetaObject::invokeMethod(worker_, [w = worker_, t = s.threads] { w->setThreads(t); }, Qt::QueuedConnection);
     device_label_->setText(s.device == "cuda" ? tr("CUDA") : tr("CPU"));
 }

@@ -1,6 +1,10 @@
 #include "ui/store/store_service.h"
 
 #include <QBuffer>
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QDir>
 #include <QImageWriter>
 #include <QThread>
@@ -544,5 +548,162 @@ void StoreService::importDataset(const QString& dataset_dir, QObject* context,
 }
 
 void StoreService::cancelDatasetJob() { cancel_dataset_->store(true); }
+
+// ---------------------------------------------------------------- comparisons
+
+namespace {
+
+std::optional<std::string> opt_path(const QString& s) {
+    if (s.isEmpty()) return std::nullopt;
+    return s.toStdString();
+}
+
+std::int64_t side_model(storage::Store& store, const ComparisonSide& side) {
+    return store.ensure_model(side.name.toStdString(), side.model_path.toStdString());
+}
+
+std::string session_settings_json(const ComparisonSession& s) {
+    QJsonObject o;
+    o["steps"] = s.steps;
+    o["cfg"] = s.cfg;
+    o["sampler"] = s.sampler;
+    o["width"] = s.width;
+    o["height"] = s.height;
+    o["prompts"] = QJsonArray::fromStringList(s.prompts);
+    QJsonArray seeds;
+    for (qint64 seed : s.seeds) seeds.append(seed);
+    o["seeds"] = seeds;
+    return QJsonDocument(o).toJson(QJsonDocument::Compact).toStdString();
+}
+
+// Adds one rendered comparison image as a generation of its side (the PNG as rendered, with its
+// parameters chunk), so labels made from votes carry the same provenance as generated images.
+std::int64_t add_side_image(storage::Store& store, const ComparisonSession& s, const ComparisonSide& side,
+                            const QString& prompt, qint64 seed, const QString& file) {
+    QFile f(file);
+    if (!f.open(QIODevice::ReadOnly)) throw Error(file.toStdString() + ": cannot read the comparison image");
+    const QByteArray bytes = f.readAll();
+    storage::GenerationInput g;
+    g.prompt = prompt.toStdString();
+    g.seed = seed;
+    g.steps = s.steps;
+    g.cfg = s.cfg;
+    g.sampler = s.sampler.toStdString();
+    g.width = s.width;
+    g.height = s.height;
+    g.model_id = side_model(store, side);
+    g.checkpoint = opt_path(side.unet_path);
+    storage::ImageInput in;
+    in.encoded = std::string(bytes.constData(), static_cast<size_t>(bytes.size()));
+    return store.add_generation(g, {in}).image_ids.at(0);
+}
+
+}  // namespace
+
+void StoreService::startComparison(const ComparisonSession& session) {
+    if (!writer_) return;
+    post(writer_, [this, session](StoreConnection& c) {
+        QString error;
+        try {
+            if (!c.store) return;
+            storage::ComparisonInput in;
+            in.id = session.id.toStdString();
+            in.a_model_id = side_model(*c.store, session.a);
+            in.b_model_id = side_model(*c.store, session.b);
+            in.a_checkpoint = opt_path(session.a.unet_path);
+            in.b_checkpoint = opt_path(session.b.unet_path);
+            in.settings_json = session_settings_json(session);
+            in.blind = session.blind;
+            c.store->add_comparison(in);
+        } catch (const std::exception& e) {
+            error = QString::fromStdString(e.what());
+        }
+        if (!error.isEmpty()) deliver([this, error] { emit failed(tr("The comparison was not recorded: %1").arg(error)); });
+    });
+}
+
+void StoreService::recordVote(const ComparisonSession& session, const ComparisonVoteRecord& vote, QObject* context,
+                              std::function<void(const QString&)> done) {
+    if (!writer_) return;
+    QPointer<QObject> guard(context);
+    post(writer_, [this, session, vote, guard, done](StoreConnection& c) {
+        QString error;
+        ImageRecords added;
+        LabelCounts counts = counts_;
+        try {
+            if (!c.store) return;
+            const std::int64_t image_a = add_side_image(*c.store, session, session.a, vote.prompt, vote.seed, vote.image_a);
+            const std::int64_t image_b = add_side_image(*c.store, session, session.b, vote.prompt, vote.seed, vote.image_b);
+            storage::ComparisonVoteInput v;
+            v.compare_id = session.id.toStdString();
+            v.prompt = vote.prompt.toStdString();
+            v.seed = vote.seed;
+            const std::int64_t model_a = side_model(*c.store, session.a);
+            const std::int64_t model_b = side_model(*c.store, session.b);
+            v.left_model_id = vote.a_on_left ? model_a : model_b;
+            v.right_model_id = vote.a_on_left ? model_b : model_a;
+            v.left_image_id = vote.a_on_left ? image_a : image_b;
+            v.right_image_id = vote.a_on_left ? image_b : image_a;
+            v.winner = vote.choice == VoteChoice::Left    ? storage::Winner::Left
+                       : vote.choice == VoteChoice::Right ? storage::Winner::Right
+                                                          : storage::Winner::Tie;
+            c.store->add_vote(v);
+            for (std::int64_t id : {image_a, image_b})
+                if (auto r = c.store->image(id)) added.push_back(to_ui(*r));
+            counts = to_ui(c.store->counts());
+        } catch (const std::exception& e) {
+            error = QString::fromStdString(e.what());
+        }
+        deliver([this, added, counts, error, guard, done] {
+            if (error.isEmpty()) {
+                emit imagesAdded(added);
+                updateCounts(counts);
+            } else {
+                emit failed(tr("The vote was not saved: %1").arg(error));
+            }
+            if (guard && done) done(error);
+        });
+    });
+}
+
+void StoreService::applyVoteLabels(const QString& compare_id, QObject* context,
+                                   std::function<void(qint64, const QString&)> done) {
+    if (!writer_) return;
+    QPointer<QObject> guard(context);
+    post(writer_, [this, compare_id, guard, done](StoreConnection& c) {
+        QString error;
+        qint64 applied = 0;
+        QVector<qint64> liked, disliked;
+        LabelCounts counts = counts_;
+        try {
+            if (!c.store) return;
+            const std::string id = compare_id.toStdString();
+            // The images each pending vote will label, for the labelsChanged signals.
+            for (const auto& v : c.store->votes(id)) {
+                if (v.labels_applied_at || v.winner == storage::Winner::Tie || !v.left_image_id || !v.right_image_id)
+                    continue;
+                const bool left = v.winner == storage::Winner::Left;
+                liked.push_back(left ? *v.left_image_id : *v.right_image_id);
+                disliked.push_back(left ? *v.right_image_id : *v.left_image_id);
+            }
+            applied = c.store->apply_vote_labels(id).votes;
+            counts = to_ui(c.store->counts());
+        } catch (const std::exception& e) {
+            error = QString::fromStdString(e.what());
+            liked.clear();
+            disliked.clear();
+        }
+        deliver([this, applied, liked, disliked, counts, error, guard, done] {
+            if (error.isEmpty()) {
+                if (!liked.isEmpty()) emit labelsChanged(liked, Label::Liked);
+                if (!disliked.isEmpty()) emit labelsChanged(disliked, Label::Disliked);
+                updateCounts(counts);
+            } else {
+                emit failed(tr("The votes were not turned into labels: %1").arg(error));
+            }
+            if (guard && done) done(applied, error);
+        });
+    });
+}
 
 }  // namespace kto::ui

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 
+#include "ui/store/comparison_records.h"
 #include "ui/store/records.h"
 #include "ui/workers/generation_request.h"
 
@@ -72,6 +73,15 @@ public:
     void undoLabel(qint64 image_id);
     void deleteImages(const QVector<qint64>& image_ids);  // rows and files
     void addGeneratedImage(const GenerationRequest& request, qint64 seed, const QImage& image);
+    // Comparison sessions (Compare area): records the session and its two sides' models.
+    void startComparison(const ComparisonSession& session);
+    // Adds both images of a vote to the store (with their side's provenance, like generated ones)
+    // and records the vote; `done` gets an empty string or the error.
+    void recordVote(const ComparisonSession& session, const ComparisonVoteRecord& vote, QObject* context,
+                    std::function<void(const QString& error)> done);
+    // Turns the session's votes into labels (winner liked, loser disliked; ties skipped), once.
+    void applyVoteLabels(const QString& compare_id, QObject* context,
+                         std::function<void(qint64 votes, const QString& error)> done);
     // Label counts of one prompt, read after all queued writes (so they include them).
     void promptCounts(const QString& prompt, QObject* context, std::function<void(const LabelCounts&)> done);
 
