@@ -6,7 +6,7 @@
 
 #include "core/common/error.h"
 #include "core/io/safetensors.h"
-#include "core/train/sha256.h"
+#include "core/common/sha256.h"
 
 namespace fs = std::filesystem;
 
@@ -48,7 +48,7 @@ std::vector<ImageLatents> LatentCache::image_latents(const std::vector<TrainReco
         std::string image_hash;
         try {
             if (!fs::exists(path)) throw Error(path + ": image file not found");
-            image_hash = sha256_file(path);
+            image_hash = sha256_file_hex(path);
         } catch (const Error& e) {
             skipped.push_back({path, e.what()});
             continue;
@@ -197,7 +197,7 @@ std::string component_identity(const std::string& component_dir) {
     std::sort(files.begin(), files.end());
     Sha256 h;
     for (const auto& f : files) {
-        h.update(f.filename().string() + "\n" + sha256_file(f.string()) + "\n");
+        h.update(f.filename().string() + "\n" + sha256_file_hex(f.string()) + "\n");
     }
     return h.hex_digest();
 }

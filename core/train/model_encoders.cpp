@@ -9,7 +9,7 @@
 #include "core/nn/vae.h"
 #include "core/text/clip_text_model.h"
 #include "core/text/clip_tokenizer.h"
-#include "core/train/sha256.h"
+#include "core/common/sha256.h"
 
 namespace fs = std::filesystem;
 
@@ -31,7 +31,7 @@ std::string folder_identity(const fs::path& dir) {
         if (e.is_regular_file()) files.push_back(e.path());
     std::sort(files.begin(), files.end());
     Sha256 h;
-    for (const auto& f : files) h.update(f.filename().string() + "\n" + sha256_file(f.string()) + "\n");
+    for (const auto& f : files) h.update(f.filename().string() + "\n" + sha256_file_hex(f.string()) + "\n");
     return h.hex_digest();
 }
 

@@ -11,7 +11,7 @@
 #include "core/common/error.h"
 #include "core/train/dataset.h"
 #include "core/train/latent_cache.h"
-#include "core/train/sha256.h"
+#include "core/common/sha256.h"
 
 namespace fs = std::filesystem;
 

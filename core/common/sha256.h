@@ -1,17 +1,49 @@
-#include "storage/store/sha256.h"
-
+#pragma once
+// SHA-256 (FIPS 180-4): content addresses of image files (storage) and latent-cache / comparison
+// keys (core). Header-only and dependency-free, so both core and storage use this one copy
+// without storage linking a torch library (as core/common/error.h). Thread-safe: no shared state.
 #include <algorithm>
+#include <array>
 #include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "core/common/error.h"
 
-namespace kto::storage {
-namespace {
+namespace kto {
 
-constexpr std::array<std::uint32_t, 64> kRoundConstants = {
+class Sha256 {
+public:
+    Sha256();
+    void update(const void* data, std::size_t size);
+    void update(std::string_view bytes) { update(bytes.data(), bytes.size()); }
+    // Finishes the hash; the object must not be updated afterwards.
+    std::array<std::uint8_t, 32> digest();
+    std::string hex_digest();
+
+private:
+    void compress(const std::uint8_t* block);
+
+    std::array<std::uint32_t, 8> state_;
+    std::array<std::uint8_t, 64> buffer_{};
+    std::size_t buffered_ = 0;
+    std::uint64_t total_bytes_ = 0;
+};
+
+// Lower-case hex SHA-256 of `bytes`.
+std::string sha256_hex(std::string_view bytes);
+// Lower-case hex SHA-256 of a file's bytes, read in chunks; throws kto::Error naming the file.
+std::string sha256_file_hex(const std::filesystem::path& file);
+
+namespace sha256_detail {
+
+inline constexpr std::array<std::uint32_t, 64> kRoundConstants = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
@@ -23,30 +55,30 @@ constexpr std::array<std::uint32_t, 64> kRoundConstants = {
 
 inline std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-}  // namespace
+}  // namespace sha256_detail
 
-Sha256::Sha256()
+inline Sha256::Sha256()
     : state_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
              0x5be0cd19} {}
 
-void Sha256::compress(const std::uint8_t* block) {
+inline void Sha256::compress(const std::uint8_t* block) {
     std::uint32_t w[64];
     for (int i = 0; i < 16; ++i) {
         w[i] = (std::uint32_t(block[4 * i]) << 24) | (std::uint32_t(block[4 * i + 1]) << 16) |
                (std::uint32_t(block[4 * i + 2]) << 8) | std::uint32_t(block[4 * i + 3]);
     }
     for (int i = 16; i < 64; ++i) {
-        const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        const std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        const std::uint32_t s0 = sha256_detail::rotr(w[i - 15], 7) ^ sha256_detail::rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        const std::uint32_t s1 = sha256_detail::rotr(w[i - 2], 17) ^ sha256_detail::rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
     std::uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3];
     std::uint32_t e = state_[4], f = state_[5], g = state_[6], h = state_[7];
     for (int i = 0; i < 64; ++i) {
-        const std::uint32_t s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
+        const std::uint32_t s1 = sha256_detail::rotr(e, 6) ^ sha256_detail::rotr(e, 11) ^ sha256_detail::rotr(e, 25);
         const std::uint32_t ch = (e & f) ^ (~e & g);
-        const std::uint32_t t1 = h + s1 + ch + kRoundConstants[i] + w[i];
-        const std::uint32_t s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
+        const std::uint32_t t1 = h + s1 + ch + sha256_detail::kRoundConstants[i] + w[i];
+        const std::uint32_t s0 = sha256_detail::rotr(a, 2) ^ sha256_detail::rotr(a, 13) ^ sha256_detail::rotr(a, 22);
         const std::uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
         const std::uint32_t t2 = s0 + maj;
         h = g;
@@ -68,7 +100,7 @@ void Sha256::compress(const std::uint8_t* block) {
     state_[7] += h;
 }
 
-void Sha256::update(const void* data, std::size_t size) {
+inline void Sha256::update(const void* data, std::size_t size) {
     const auto* bytes = static_cast<const std::uint8_t*>(data);
     total_bytes_ += size;
     if (buffered_ > 0) {
@@ -88,7 +120,7 @@ void Sha256::update(const void* data, std::size_t size) {
     }
 }
 
-std::array<std::uint8_t, 32> Sha256::digest() {
+inline std::array<std::uint8_t, 32> Sha256::digest() {
     const std::uint64_t bit_length = total_bytes_ * 8;
     // Padding: 0x80, zeros up to 56 mod 64, then the message length in bits, big-endian.
     std::uint8_t pad[72] = {0x80};
@@ -107,7 +139,7 @@ std::array<std::uint8_t, 32> Sha256::digest() {
     return out;
 }
 
-std::string Sha256::hex_digest() {
+inline std::string Sha256::hex_digest() {
     static const char* digits = "0123456789abcdef";
     const auto bytes = digest();
     std::string hex(64, '0');
@@ -118,13 +150,13 @@ std::string Sha256::hex_digest() {
     return hex;
 }
 
-std::string sha256_hex(std::string_view bytes) {
+inline std::string sha256_hex(std::string_view bytes) {
     Sha256 h;
     h.update(bytes);
     return h.hex_digest();
 }
 
-std::string sha256_file_hex(const std::filesystem::path& file) {
+inline std::string sha256_file_hex(const std::filesystem::path& file) {
     std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(file.c_str(), "rb"), &std::fclose);
     if (!f) throw Error(file.string() + ": cannot open for hashing: " + std::strerror(errno));
     Sha256 h;
@@ -135,4 +167,4 @@ std::string sha256_file_hex(const std::filesystem::path& file) {
     return h.hex_digest();
 }
 
-}  // namespace kto::storage
+}  // namespace kto
