@@ -1,6 +1,7 @@
 #include "storage/dataset/dataset_import.h"
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 #include <sqlite3.h>
 #include <fcntl.h>
@@ -322,6 +323,18 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
         find_model.text(2, model_folder);
         report.model_id = find_model.single_integer();
     }
+    // Rows of this dataset folder already in the workspace (an earlier import of the same folder),
+    // counted by file and caption: importing again adds only what is new, so re-importing never
+    // duplicates images, while a CSV that repeats a file (one row per rating) still gets one
+    // image per row.
+    std::unordered_map<std::string, std::int64_t> already;
+    {
+        SQLite::Statement q(db,
+                            "SELECT i.file, g.prompt FROM images i JOIN generations g ON g.id = i.generation_id "
+                            "WHERE g.model_id = ?");
+        q.bind(1, report.model_id);
+        while (q.executeStep()) ++already[q.getColumn(0).getString() + '\0' + q.getColumn(1).getString()];
+    }
 
     RawStatement add_generation(
         raw,
@@ -382,6 +395,14 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
         if (found.skip) {
             skip_row(found.skip, "'" + rel + "'");
             continue;
+        }
+        if (!already.empty()) {
+            const auto it = already.find(found.path + '\0' + caption);
+            if (it != already.end() && it->second > 0) {
+                --it->second;
+                skip_row(kSkipAlreadyImported, "'" + rel + "'");
+                continue;
+            }
         }
 
         add_generation.text(1, caption);

@@ -10,7 +10,9 @@
 // The CSV is streamed (constant memory for any row count) and imported in one transaction: a
 // malformed file (unterminated quote, missing column, wrong field count, unknown label, empty file)
 // throws kto::Error naming the line and imports nothing. Rows whose image is missing or whose path
-// leaves the folder (absolute, "..", a link pointing outside) are skipped and reported.
+// leaves the folder (absolute, "..", a link pointing outside) are skipped and reported, and so are
+// rows already in the workspace from an earlier import of the folder (same file and caption):
+// importing a folder again adds only new rows.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -65,5 +67,7 @@ inline constexpr const char* kSkipParent = "path leaves the dataset folder";
 inline constexpr const char* kSkipLinkOut = "link points outside the dataset folder";
 inline constexpr const char* kSkipEmptyPath = "empty file path";
 inline constexpr const char* kSkipIntersections = "intersections skipped";
+// The row is already in the workspace (an earlier import of this folder: same file and caption).
+inline constexpr const char* kSkipAlreadyImported = "already in the workspace";
 
 }  // namespace kto::storage

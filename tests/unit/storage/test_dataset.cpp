@@ -302,6 +302,25 @@ private slots:
         }
     }
 
+    void reimportAddsOnlyNewImages() {
+        const fs::path d = dataset_with(kCsvFixtures / "valid/bom_crlf_trainer_columns.csv");
+        Store store{Workspace(fresh("ws-reimport"))};
+        const ImportReport first = import_dataset(store, d);
+        QCOMPARE(first.imported, std::int64_t(3));
+        const ImportReport again = import_dataset(store, d);
+        QCOMPARE(again.rows, std::int64_t(3));
+        QCOMPARE(again.imported, std::int64_t(0));
+        QCOMPARE(again.skipped, std::int64_t(3));
+        QCOMPARE(again.skipped_by_reason.at(kSkipAlreadyImported), std::int64_t(3));
+        QCOMPARE(again.model_id, first.model_id);
+        QCOMPARE(store.query_images({}).size(), size_t(3));
+        // A labelled change made after the first import survives the second.
+        const auto img = store.query_images({}).front();
+        store.set_label(img.id, Label::Dislike);
+        import_dataset(store, d);
+        QCOMPARE(store.query_images({}).front().label, Label::Dislike);
+    }
+
     void pathEscapesAreSkippedAndReported() {
         const fs::path d = dataset_with(kCsvFixtures / "valid/escapes.csv");
         const fs::path outside = fresh("outside");
