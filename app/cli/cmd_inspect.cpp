@@ -4,6 +4,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 
 #include "app/cli/command.h"
 #include "core/common/error.h"
@@ -109,17 +110,37 @@ void inspect_component(const fs::path& dir, const std::string& name) {
         has_weights = has_weights || e.path().extension() == ".safetensors";
     if (!has_weights) return;
     const auto weights = find_weights_file(dir.string());
-    const auto header = read_safetensors_header(weights);
+    // Sharded weights: the index names the shard files; their headers together are the weights.
+    std::vector<std::string> files{weights};
+    const std::string index_suffix = ".index.json";
+    if (weights.size() > index_suffix.size() &&
+        weights.compare(weights.size() - index_suffix.size(), index_suffix.size(), index_suffix) == 0) {
+        const nlohmann::json index = read_json_file(weights);
+        if (!index.contains("weight_map") || !index.at("weight_map").is_object())
+            throw Error(weights + ": no \"weight_map\" object (expected a sharded safetensors index)");
+        std::set<std::string> shards;
+        for (const auto& [name, file] : index.at("weight_map").items())
+            if (file.is_string()) shards.insert(file.get<std::string>());
+        files.clear();
+        for (const auto& shard : shards) files.push_back((dir / shard).string());
+    }
     std::map<std::string, int64_t> dtypes;
     int64_t elements = 0;
-    for (const auto& t : header.entries) {
-        int64_t n = 1;
-        for (auto d : t.shape) n *= d;
-        elements += n;
-        dtypes[t.dtype] += 1;
+    size_t tensors = 0;
+    for (const auto& file : files) {
+        const auto header = read_safetensors_header(file);
+        tensors += header.entries.size();
+        for (const auto& t : header.entries) {
+            int64_t n = 1;
+            for (auto d : t.shape) n *= d;
+            elements += n;
+            dtypes[t.dtype] += 1;
+        }
     }
-    std::cout << "  weights: " << fs::path(weights).filename().string() << ", " << header.entries.size()
-              << " tensors, " << human_count(elements) << " parameters (" << elements << "), dtypes";
+    std::cout << "  weights: " << fs::path(weights).filename().string()
+              << (files.size() > 1 || files.front() != weights ? " (" + std::to_string(files.size()) + " shards)" : "")
+              << ", " << tensors << " tensors, " << human_count(elements) << " parameters (" << elements
+              << "), dtypes";
     for (const auto& [d, n] : dtypes) std::cout << " " << d << "x" << n;
     std::cout << "\n";
 }

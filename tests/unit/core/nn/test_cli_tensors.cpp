@@ -1,4 +1,6 @@
 // `kto-studio-cli tensors` and `inspect` on the tiny-sd reference model, compared with the goldens.
+#include <QDir>
+#include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
@@ -206,6 +208,32 @@ private slots:
         auto sorted = lines;
         sorted.sort();
         QCOMPARE(lines, sorted);
+    }
+
+    void inspectShardedWeights() {
+        // The tiny UNet split into two shards with an index, as large checkpoints come.
+        const auto all = kto::load_safetensors(ref + "/tiny-sd/unet/diffusion_pytorch_model.safetensors");
+        const QString dir = tmp.path() + "/sharded-unet";
+        QVERIFY(QDir().mkpath(dir));
+        QFile::copy(QString::fromStdString(ref + "/tiny-sd/unet/config.json"), dir + "/config.json");
+        kto::TensorMap a, b;
+        QJsonObject map;
+        int i = 0;
+        for (const auto& [name, t] : all) {
+            const bool first = i++ % 2 == 0;
+            (first ? a : b)[name] = t;
+            map.insert(QString::fromStdString(name), first ? "diffusion_pytorch_model-00001-of-00002.safetensors"
+                                                           : "diffusion_pytorch_model-00002-of-00002.safetensors");
+        }
+        kto::write_safetensors((dir + "/diffusion_pytorch_model-00001-of-00002.safetensors").toStdString(), a);
+        kto::write_safetensors((dir + "/diffusion_pytorch_model-00002-of-00002.safetensors").toStdString(), b);
+        QFile idx(dir + "/diffusion_pytorch_model.safetensors.index.json");
+        QVERIFY(idx.open(QIODevice::WriteOnly));
+        idx.write(QJsonDocument(QJsonObject{{"metadata", QJsonObject{}}, {"weight_map", map}}).toJson());
+        idx.close();
+        auto [rc, so, se] = cli({"inspect", dir});
+        QVERIFY2(rc == 0, qPrintable(se));
+        QVERIFY2(so.contains("(2 shards)") && so.contains(QString(", %1 tensors").arg(all.size())), qPrintable(so));
     }
 
     void inspectModelFolder() {
