@@ -7,6 +7,7 @@
 #include <QDir>
 #include <QLabel>
 #include <QLineEdit>
+#include <QSpinBox>
 #include <QListView>
 #include <QPlainTextEdit>
 #include <QSignalSpy>
@@ -27,6 +28,11 @@
 #include "ui/generate/generate_panel.h"
 #include "ui/rate/rate_panel.h"
 #include "ui/store/store_service.h"
+#include "ui/train/metrics_charts.h"
+#include "ui/train/preview_grid.h"
+#include "ui/train/run_history.h"
+#include "ui/train/train_panel.h"
+#include "ui/train/training_form.h"
 
 using namespace kto::ui;
 
@@ -125,9 +131,38 @@ private slots:
         save(&dialog, "settings");
     }
 
-    void trainAndCompareAreas() {
+    void trainArea() {
+        // A short real run on the demo model (the workspace's 14 labels): curves, previews, history.
         w_->showArea(MainWindow::TrainArea);
+        TrainPanel* t = w_->trainPanel();
+        TrainingForm* f = t->form();
+        QVERIFY(f->applyPreset("demo-cpu"));
+        QVERIFY(!f->modelPath().isEmpty());
+        f->stepsBox()->setValue(8);
+        f->batchBox()->setValue(2);
+        f->previewEveryBox()->setValue(4);
+        f->previewStepsBox()->setValue(10);
+        f->checkpointEveryBox()->setValue(4);
+        f->probeSeedsEdit()->setText("0, 1");
+        QSignalSpy finished(t, &TrainPanel::runFinished);
+        t->startAction()->trigger();
+        QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 180000);
+        QCOMPARE(finished.first().first().value<TrainingOutcome>().error, QString());
+        QCOMPARE(t->charts()->pointCount(MetricsCharts::Loss), 8);
+        QTRY_COMPARE(t->history()->rowCount(), 1);
+        QTRY_COMPARE(t->history()->run(0)->status, QString("finished"));
+        QCOMPARE(t->previews()->steps(), (QList<qint64>{0, 4, 8}));
+        t->tabs()->setCurrentIndex(TrainPanel::CurvesTab);
         save(w_.get(), "train");
+        t->tabs()->setCurrentIndex(TrainPanel::PreviewsTab);
+        save(w_.get(), "train-previews");
+        t->historyView()->selectRow(0);
+        t->tabs()->setCurrentIndex(TrainPanel::HistoryTab);
+        save(w_.get(), "train-history");
+        t->tabs()->setCurrentIndex(TrainPanel::CurvesTab);
+    }
+
+    void compareArea() {
         w_->showArea(MainWindow::CompareArea);
         save(w_.get(), "compare");
     }

@@ -26,6 +26,7 @@
 #include "ui/store/store_service.h"
 #include "ui/train/train_panel.h"
 #include "ui/workers/generation_worker.h"
+#include "ui/workers/training_worker.h"
 
 namespace kto::ui {
 
@@ -46,13 +47,21 @@ MainWindow::MainWindow(const StartupOptions& options, QWidget* parent)
     connect(generation_thread_, &QThread::finished, worker_, &QObject::deleteLater);
     generation_thread_->start();
 
+    // The training engine: its own thread, so a run goes on while the user generates and rates.
+    training_thread_ = new QThread(this);
+    training_thread_->setObjectName("kto-training");
+    training_worker_ = new TrainingWorker;
+    training_worker_->moveToThread(training_thread_);
+    connect(training_thread_, &QThread::finished, training_worker_, &QObject::deleteLater);
+    training_thread_->start();
+
     areas_ = new QTabWidget(this);
     areas_->setObjectName("areas");
     areas_->setDocumentMode(true);
     generate_ = new GeneratePanel(catalog_, areas_);
     rate_ = new RatePanel(store_, areas_);
     gallery_ = new GalleryPanel(store_, areas_);
-    train_ = new TrainPanel(store_, areas_);
+    train_ = new TrainPanel(store_, catalog_, training_worker_, areas_);
     compare_ = new ComparePanel(catalog_, store_, areas_);
     areas_->addTab(generate_, tr("&Generate"));
     areas_->addTab(rate_, tr("&Rate"));
@@ -80,6 +89,8 @@ MainWindow::MainWindow(const StartupOptions& options, QWidget* parent)
         rescanModels();
         generate_->selectModel(QDir(dir).absolutePath());
     });
+    // New checkpoints of a finished or running run appear in the Generate area's model picker.
+    connect(train_, &TrainPanel::checkpointsChanged, this, &MainWindow::rescanModels);
     connect(gallery_, &GalleryPanel::regenerateRequested, this, [this](const ImageRecord& r) {
         generate_->fillFrom(r);
         showArea(GenerateArea);
@@ -134,10 +145,13 @@ MainWindow::MainWindow(const StartupOptions& options, QWidget* parent)
 }
 
 MainWindow::~MainWindow() {
+    training_worker_->cancel();  // within one step; checkpoints already written stay
     worker_->cancel();
     QMetaObject::invokeMethod(worker_, &GenerationWorker::unload, Qt::QueuedConnection);
     generation_thread_->quit();
     generation_thread_->wait();
+    training_thread_->quit();
+    training_thread_->wait();
 }
 
 void MainWindow::buildActions() {
@@ -197,6 +211,7 @@ void MainWindow::buildActions() {
           gallery_->clearAction(), gallery_->deleteAction()}},
         {tr("Compare (blind A/B)"),
          {compare_->voteLeftAction(), compare_->voteRightAction(), compare_->voteTieAction(), compare_->toggleAction()}},
+        {tr("Train"), {train_->startAction(), train_->pauseAction(), train_->resumeAction(), train_->cancelAction()}},
         {tr("Workspace"), {open_workspace_, export_, import_, settings_action_, quit_, help_action_}},
     });
 }
@@ -227,6 +242,9 @@ void MainWindow::buildMenus() {
     QMenu* gallery = menuBar()->addMenu(tr("G&allery"));
     gallery->addActions({gallery_->findAction(), gallery_->openAction(), gallery_->likeAction(),
                          gallery_->dislikeAction(), gallery_->clearAction(), gallery_->deleteAction()});
+
+    QMenu* train = menuBar()->addMenu(tr("&Train"));
+    train->addActions({train_->startAction(), train_->pauseAction(), train_->resumeAction(), train_->cancelAction()});
 
     QMenu* help = menuBar()->addMenu(tr("&Help"));
     help->addAction(help_action_);
@@ -320,6 +338,14 @@ void MainWindow::saveState() {
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
+    if (train_->running() &&
+        MessageBox::question(this, tr("Training is running"),
+                             tr("Quitting cancels the training run. Checkpoints written so far stay, and the run "
+                                "can be continued later from the Train area's run history. Quit now?")) !=
+            QMessageBox::Yes) {
+        event->ignore();
+        return;
+    }
     saveState();
     worker_->cancel();
     QMainWindow::closeEvent(event);

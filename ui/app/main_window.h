@@ -23,6 +23,7 @@ class ModelCatalog;
 class RatePanel;
 class StoreService;
 class TrainPanel;
+class TrainingWorker;
 
 struct StartupOptions {
     QString workspace;     // overrides the remembered workspace for this run (--workspace)
@@ -48,6 +49,7 @@ public:
     StoreService* store() const { return store_; }
     ModelCatalog* catalog() const { return catalog_; }
     GenerationWorker* worker() const { return worker_; }
+    TrainingWorker* trainingWorker() const { return training_worker_; }
     HelpOverlay* helpOverlay() const { return help_; }
     const AppSettings& settings() const { return settings_; }
     QString statusCountsText() const;
@@ -87,6 +89,8 @@ private:
     ModelCatalog* catalog_ = nullptr;
     QThread* generation_thread_ = nullptr;
     GenerationWorker* worker_ = nullptr;
+    QThread* training_thread_ = nullptr;
+    TrainingWorker* training_worker_ = nullptr;
 
     QTabWidget* areas_ = nullptr;
     GeneratePanel* generate_ = nullptr;

@@ -3,6 +3,8 @@
 #include <QDir>
 #include <QDirIterator>
 #include <QFileInfo>
+#include <QJsonDocument>
+#include <QJsonObject>
 
 namespace kto::ui {
 
@@ -45,8 +47,10 @@ void ModelCatalog::rescan(const QString& demo_folder, const QStringList& base_fo
     for (const QString& f : base_folders) add_base(f, ModelEntry::Kind::Folder);
 
     // Checkpoints: runs/<run>/**/ holding a full model (model_index.json) or a UNet (unet/config.json).
-    // A UNet-only checkpoint runs on its run's base model, named in <run>/base_model.txt; without
-    // it the base is unknown and the checkpoint is not offered.
+    // A UNet-only checkpoint runs on its run's base model, named in <run>/base_model.txt (the app's
+    // runs) or config.json's "model" (every TrainingJob run, the CLI's too); without either the base
+    // is unknown and the checkpoint is not offered. LoRA checkpoints are not offered (generation
+    // takes a UNet folder).
     if (!runs_dir.isEmpty() && QFileInfo(runs_dir).isDir()) {
         const QStringList runs = QDir(runs_dir).entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name);
         for (const QString& run : runs) {
@@ -54,6 +58,11 @@ void ModelCatalog::rescan(const QString& demo_folder, const QStringList& base_fo
             QString base;
             QFile base_file(run_dir + "/base_model.txt");
             if (base_file.open(QIODevice::ReadOnly)) base = QString::fromUtf8(base_file.readAll()).trimmed();
+            if (base.isEmpty()) {
+                QFile config(run_dir + "/config.json");
+                if (config.open(QIODevice::ReadOnly))
+                    base = QJsonDocument::fromJson(config.readAll()).object().value("model").toString();
+            }
             QDirIterator it(run_dir, QDir::Dirs | QDir::NoDotAndDotDot, QDirIterator::Subdirectories);
             QStringList dirs;
             while (it.hasNext()) dirs << it.next();
