@@ -11,9 +11,9 @@
 
 #include "core/common/error.h"
 #include "core/common/png_text.h"
+#include "core/common/sha256.h"
 #include "core/io/model_folder.h"
 #include "core/sampling/scheduler_config.h"
-#include "core/train/sha256.h"
 
 namespace kto {
 namespace fs = std::filesystem;
