@@ -10,22 +10,27 @@
 #include <QSpinBox>
 #include <QListView>
 #include <QPlainTextEdit>
+#include <QPushButton>
 #include <QSignalSpy>
 #include <QStyleFactory>
 #include <QTabWidget>
+#include <QTableView>
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "tests/gui/compare_support.h"
 #include "tests/gui/gui_support.h"
 #include "ui/app/app_settings.h"
 #include "ui/app/help_overlay.h"
 #include "ui/app/main_window.h"
 #include "ui/app/settings_dialog.h"
+#include "ui/compare/compare_panel.h"
 #include "ui/dataset/dataset_dialogs.h"
 #include "ui/gallery/gallery_model.h"
 #include "ui/gallery/gallery_panel.h"
 #include "ui/gallery/image_details_dialog.h"
 #include "ui/generate/generate_panel.h"
+#include "ui/generate/model_catalog.h"
 #include "ui/rate/rate_panel.h"
 #include "ui/store/store_service.h"
 #include "ui/train/metrics_charts.h"
@@ -163,8 +168,34 @@ private slots:
     }
 
     void compareArea() {
+        // Base model against the newest checkpoint (the training run's, else a stand-in fine-tune).
+        w_->rescanModels();
+        bool has_checkpoint = false;
+        for (int i = 0; i < w_->catalog()->rowCount(); ++i)
+            has_checkpoint = has_checkpoint || w_->catalog()->entry(i)->kind == ModelEntry::Kind::Checkpoint;
+        if (!has_checkpoint) {
+            QVERIFY(!kto::test::make_tuned_checkpoint(w_->store()->workspace() + "/runs", "shots", "step-8",
+                                                      qEnvironmentVariable("KTO_DEMO_MODEL_DIR"))
+                         .isEmpty());
+            w_->rescanModels();
+        }
         w_->showArea(MainWindow::CompareArea);
+        ComparePanel* p = w_->comparePanel();
+        p->promptsEdit()->setPlainText("a large red circle on a blue background\na small yellow square on a green background\n");
+        p->seedsSpin()->setValue(2);
+        p->stepsSpin()->setValue(10);
+        p->setShuffleSeed(5);
+        QSignalSpy ready(p, &ComparePanel::comparisonReady);
+        QTest::mouseClick(p->renderButton(), Qt::LeftButton);
+        QTRY_VERIFY_WITH_TIMEOUT(ready.count() == 1, 240000);
+        QVERIFY(ready.first().first().toBool());
+        p->views()->setCurrentIndex(ComparePanel::SideBySideView);
         save(w_.get(), "compare");
+        p->views()->setCurrentIndex(ComparePanel::BlindView);
+        p->vote(VoteChoice::Right);
+        p->vote(VoteChoice::Tie);
+        save(w_.get(), "compare-blind");
+        p->views()->setCurrentIndex(ComparePanel::SideBySideView);
     }
 
     void helpOverlay() {
