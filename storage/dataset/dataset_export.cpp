@@ -273,8 +273,9 @@ ExportResult export_dataset(Store& store, const fs::path& target_in, const Expor
         throw Error(target.string() + ": cannot replace the dataset: " + errno_text());
     }
 
-    // Hashes learned while copying are kept, so lazily imported images are hashed at most once.
-    if (!learned_hashes.empty()) store.record_image_hashes(learned_hashes);
+    // Hashes learned while copying are kept, so lazily imported images are hashed at most once
+    // (not in a read-only workspace: the export itself must still work there).
+    if (!learned_hashes.empty() && !store.read_only()) store.record_image_hashes(learned_hashes);
     return result;
 }
 

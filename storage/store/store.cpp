@@ -4,6 +4,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include <set>
@@ -177,6 +178,9 @@ auto guarded(const Workspace& ws, const char* what, F&& f) -> decltype(f()) {
     try {
         return f();
     } catch (const SQLite::Exception& e) {
+        if (e.getErrorCode() == SQLITE_READONLY)
+            throw Error(ws.dir().string() + ": " + what + ": the workspace is read-only (no write "
+                        "permission on the folder or studio.sqlite3); nothing was saved");
         throw Error(ws.database_path().string() + ": " + what + ": " + e.what());
     }
 }
@@ -203,7 +207,18 @@ Store::Store(Workspace workspace, StoreOptions options)
     const std::string label = path.string();
     try {
         std::error_code ec;
-        if (fs::exists(path, ec)) {
+        // A workspace on read-only media (or without write permission) opens read-only: browsing,
+        // queries and exports work, and every write fails with a message that says why.
+        const bool db_exists = fs::exists(path, ec);
+        if (::access(workspace_.dir().c_str(), W_OK) != 0 ||
+            (db_exists && ::access(path.c_str(), W_OK) != 0)) {
+            if (!db_exists)
+                throw Error(workspace_.dir().string() + ": the workspace folder is read-only and holds "
+                            "no studio.sqlite3 yet; choose a writable workspace folder");
+            open_read_only(label);
+            return;
+        }
+        if (db_exists) {
             // Check the version on a read-only connection, so a newer database is never written.
             SQLite::Database ro(path.string(), SQLite::OPEN_READONLY, options_.busy_timeout_ms);
             const int found = storage::schema_version(ro);
@@ -227,6 +242,46 @@ Store::Store(Workspace workspace, StoreOptions options)
     } catch (const SQLite::Exception& e) {
         throw Error(label + ": cannot open the label store: " + e.what());
     }
+}
+
+void Store::open_read_only(const std::string& label) {
+    read_only_ = true;
+    // WAL needs its -shm file; in a folder we cannot write to, none can be created, so the file is
+    // opened as immutable (nobody can change it from here either).
+    const std::string uri = "file:" + workspace_.database_path().string() + "?immutable=1";
+    SQLite::Database probe(workspace_.database_path().string(), SQLite::OPEN_READONLY,
+                           options_.busy_timeout_ms);
+    bool plain_ok = true;
+    try {
+        (void)storage::schema_version(probe);
+        probe.execAndGet("SELECT COUNT(*) FROM sqlite_master");
+    } catch (const SQLite::Exception&) {
+        plain_ok = false;
+    }
+    db_ = plain_ok ? std::make_unique<SQLite::Database>(workspace_.database_path().string(),
+                                                        SQLite::OPEN_READONLY | SQLite::OPEN_NOMUTEX,
+                                                        options_.busy_timeout_ms)
+                   : std::make_unique<SQLite::Database>(
+                         uri, SQLite::OPEN_READONLY | SQLite::OPEN_URI | SQLite::OPEN_NOMUTEX,
+                         options_.busy_timeout_ms);
+    const int found = storage::schema_version(*db_);
+    if (found == 0)
+        throw Error(label + ": not a KTO Studio database (no schema version); choose another "
+                            "workspace folder");
+    if (found != latest_schema_version())
+        throw Error(label + ": the workspace is read-only and its database is at schema version " +
+                    std::to_string(found) + ", which this KTO Studio cannot use without " +
+                    (found < latest_schema_version() ? "upgrading it to version " : "a newer build: ") +
+                    std::to_string(latest_schema_version()) +
+                    (found < latest_schema_version() ? "; open it once from a writable location"
+                                                     : ""));
+    db_->exec("PRAGMA query_only = ON");
+}
+
+std::string Store::read_only_message() const {
+    return workspace_.dir().string() +
+           ": the workspace is read-only (no write permission on the folder or studio.sqlite3); "
+           "labels, generations and runs cannot be saved. Browsing and exporting still work";
 }
 
 Store::~Store() {
@@ -481,7 +536,10 @@ std::int64_t Store::delete_images(const std::vector<std::int64_t>& ids) {
         tx.commit();
     });
     // Files go only after the commit, so a rollback never loses an image.
-    for (const auto& [file, sha] : owned) {
+    for (const auto& entry : owned) {
+        // Named copies: C++17 lambdas cannot capture structured bindings (clang refuses).
+        const auto& file = entry.first;
+        const auto& sha = entry.second;
         const bool still_used = guarded(workspace_, "checking image files", [&] {
             Prepared s(statement("SELECT 1 FROM images WHERE sha256 = ? AND file = ? LIMIT 1"));
             s->bind(1, sha);

@@ -45,6 +45,11 @@ public:
     Store& operator=(const Store&) = delete;
 
     const Workspace& workspace() const { return workspace_; }
+    // True when the workspace (folder or studio.sqlite3) is not writable: it was opened read-only,
+    // reads work and every write throws kto::Error saying so. read_only_message() is the text to
+    // show (the UI's status bar, the CLI's stderr).
+    bool read_only() const { return read_only_; }
+    std::string read_only_message() const;
     int schema_version();
 
     // --- models
@@ -120,10 +125,12 @@ private:
     SQLite::Statement& statement(const std::string& sql);
     ImageRecord read_image_row(SQLite::Statement& row) const;
     void check_image(std::int64_t image_id);
+    void open_read_only(const std::string& label);
 
     Workspace workspace_;
     StoreOptions options_;
     std::unique_ptr<SQLite::Database> db_;
+    bool read_only_ = false;
     std::map<std::string, std::unique_ptr<SQLite::Statement>> statements_;
 };
 
