@@ -5,6 +5,8 @@ extern "C" unsigned char* stbi_write_png_to_mem(const unsigned char* pixels, int
                                                 int n, int* out_len);
 
 #include <array>
+#include <cctype>
+#include <iomanip>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -133,7 +135,11 @@ std::vector<std::pair<std::string, std::string>> split_settings(const std::strin
     std::vector<std::pair<std::string, std::string>> out;
     size_t i = 0;
     while (i < line.size()) {
-        while (i < line.size() && (line[i] == ' ' || line[i] == ',')) ++i;
+        // Commas and the blanks trim() drops, between pairs: a key never starts with one (found by
+        // fuzzing: "\t, K: v" was read as key ", K", written back and read as "K").
+        while (i < line.size() && (line[i] == ',' || std::strchr(" \t\r\n", line[i]) != nullptr) &&
+               line[i] != '\0')
+            ++i;
         size_t colon = line.find(':', i);
         if (colon == std::string::npos) break;
         std::string key = trim(line.substr(i, colon - i));
@@ -158,7 +164,12 @@ std::vector<std::pair<std::string, std::string>> split_settings(const std::strin
 }
 
 std::string quote_if_needed(const std::string& v) {
-    if (v.find(',') == std::string::npos && v.find('"') == std::string::npos && v.find(':') == std::string::npos) return v;
+    // Leading/trailing blanks would be trimmed away by the reader unless quoted.
+    const bool edge_blank = !v.empty() && (std::isspace(static_cast<unsigned char>(v.front())) ||
+                                           std::isspace(static_cast<unsigned char>(v.back())));
+    if (!edge_blank && v.find(',') == std::string::npos && v.find('"') == std::string::npos &&
+        v.find(':') == std::string::npos)
+        return v;
     std::string q = "\"";
     for (char c : v) {
         if (c == '"' || c == '\\') q += '\\';
@@ -255,10 +266,19 @@ std::string format_generation_parameters(const GenerationParameters& p) {
     std::ostringstream os;
     os << p.prompt << "\n";
     if (!p.negative_prompt.empty()) os << "Negative prompt: " << p.negative_prompt << "\n";
-    std::ostringstream cfg;
-    cfg << p.cfg_scale;
-    os << "Steps: " << p.steps << ", Sampler: " << quote_if_needed(p.sampler) << ", CFG scale: " << cfg.str()
-       << ", Seed: " << p.seed << ", Size: " << p.width << "x" << p.height << ", Model: " << quote_if_needed(p.model);
+    // Shortest text that reads back as the same double (7.5, not 7.50000; 7.123456789 intact).
+    std::string cfg;
+    for (int digits = 6; digits <= 17; ++digits) {
+        std::ostringstream c;
+        c << std::setprecision(digits) << p.cfg_scale;
+        cfg = c.str();
+        if (std::strtod(cfg.c_str(), nullptr) == p.cfg_scale || p.cfg_scale != p.cfg_scale) break;
+    }
+    os << "Steps: " << p.steps << ", Sampler: " << quote_if_needed(p.sampler) << ", CFG scale: " << cfg
+       << ", Seed: " << p.seed;
+    // A settings line without a size (other tools write such lines) reads back without one.
+    if (p.width > 0 || p.height > 0) os << ", Size: " << p.width << "x" << p.height;
+    os << ", Model: " << quote_if_needed(p.model);
     for (const auto& [k, v] : p.extra) os << ", " << k << ": " << quote_if_needed(v);
     return os.str();
 }

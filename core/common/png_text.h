@@ -51,6 +51,8 @@ struct GenerationParameters {
 };
 
 // "<prompt>\nNegative prompt: <neg>\nSteps: N, Sampler: X, CFG scale: Y, Seed: S, Size: WxH, Model: M"
+// (Size left out when 0x0; values quoted when they hold , : " or start/end with a blank; CFG
+// scale written with as many digits as it takes to read back the same double)
 // (the negative line is left out when empty; extra pairs follow Model).
 std::string format_generation_parameters(const GenerationParameters& p);
 // Parses that text (A1111 files too: unknown keys land in `extra`). Throws kto::Error when the

@@ -1,6 +1,5 @@
 #include "core/train/dataset.h"
 
-#include <stb_image.h>
 
 #include <algorithm>
 #include <cmath>
@@ -10,6 +9,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/common/image_decode.h"
 
 namespace fs = std::filesystem;
 
@@ -163,22 +163,8 @@ torch::Tensor preprocess_rgb(const uint8_t* rgb, int width, int height, int reso
 }
 
 torch::Tensor load_training_image(const std::string& path, int resolution) {
-    if (!fs::exists(path)) throw Error(path + ": image file not found");
-    if (!fs::is_regular_file(path)) throw Error(path + ": not a regular file");
-    int w = 0, h = 0, channels = 0;
-    uint8_t* data = stbi_load(path.c_str(), &w, &h, &channels, 3);
-    if (!data) {
-        const char* why = stbi_failure_reason();
-        throw Error(path + ": cannot decode image (" + (why ? why : "unknown format") + ")");
-    }
-    try {
-        auto t = preprocess_rgb(data, w, h, resolution);
-        stbi_image_free(data);
-        return t;
-    } catch (...) {
-        stbi_image_free(data);
-        throw;
-    }
+    const RgbImage img = read_image_rgb8(path);
+    return preprocess_rgb(img.pixels.data(), img.width, img.height, resolution);
 }
 
 std::vector<std::string> check_records(const std::vector<TrainRecord>& records, ObjectiveKind objective,
