@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/common/error.h"
+#include "core/io/json_nesting.h"
 
 namespace fs = std::filesystem;
 
@@ -101,8 +102,10 @@ nlohmann::json read_json_file(const std::string& path) {
     if (!in) throw Error(path + ": cannot open");
     std::stringstream buf;
     buf << in.rdbuf();
+    const std::string text = buf.str();
+    check_json_nesting(text, path);
     try {
-        return nlohmann::json::parse(buf.str());
+        return nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
         throw Error(path + ": invalid JSON (" + e.what() + ")");
     }

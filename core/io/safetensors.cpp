@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/io/json_nesting.h"
 
 namespace kto {
 namespace {
@@ -112,6 +113,7 @@ SafetensorsHeader parse_header(const std::string& path, const char* json_begin, 
                                uint64_t data_size) {
     SafetensorsHeader h;
     h.header_length = n;
+    check_json_nesting(json_begin, json_begin + n, path + ": safetensors header");
     nlohmann::json j;
     try {
         j = nlohmann::json::parse(json_begin, json_begin + n);

@@ -2,6 +2,9 @@
 // Typed reads of diffusers config.json fields with errors that name the field (internal to core/nn).
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -10,7 +13,12 @@
 namespace kto::config_fields {
 
 // `what` names the config in messages, e.g. "UNet config".
-inline std::string dump(const nlohmann::json& v) { return v.dump(); }
+// At most 60 characters of the value, for messages (a config can hold a 10 MB string).
+inline std::string dump(const nlohmann::json& v) {
+    std::string s = v.dump();
+    if (s.size() > 60) s = s.substr(0, 57) + "...";
+    return s;
+}
 
 inline bool has(const nlohmann::json& j, const char* key) {
     return j.contains(key) && !j.at(key).is_null();
@@ -22,9 +30,14 @@ inline const nlohmann::json& require(const nlohmann::json& j, const char* key, c
 }
 
 inline int64_t to_int(const nlohmann::json& v, const char* key, const std::string& what) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+        throw Error(what + ": '" + key + "' is out of range, got " + dump(v));
     if (v.is_number_integer() || v.is_number_unsigned()) return v.get<int64_t>();
-    if (v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())))
-        return static_cast<int64_t>(v.get<double>());
+    // 1e300 or NaN cast to an integer is undefined behaviour: range-check first (found by fuzzing).
+    if (v.is_number_float()) {
+        const double d = v.get<double>();
+        if (d >= -9.2e18 && d <= 9.2e18 && d == std::trunc(d)) return static_cast<int64_t>(d);
+    }
     throw Error(what + ": '" + key + "' must be an integer, got " + dump(v));
 }
 

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "core/common/error.h"
+#include "core/io/json_nesting.h"
 
 namespace kto {
 namespace {
@@ -77,6 +78,7 @@ void restore_non_finite(json& j) {
 }  // namespace
 
 json parse_json_with_infinity(const std::string& text, const std::string& source) {
+    check_json_nesting(text, source);  // restore_non_finite and copies recurse per level
     // Rewrite Infinity / -Infinity / NaN outside strings as marker strings, parse, restore.
     std::string out;
     out.reserve(text.size() + 32);
