@@ -679,7 +679,8 @@ void Trainer::save_checkpoint(const std::string& dir) const {
     {
         std::ofstream out(tmp);
         out << state.dump(2) << "\n";
-        if (!out) throw Error(tmp.string() + ": cannot write");
+        out.close();  // the buffered bytes reach the file (or fail, e.g. disk full) here
+        if (!out) throw Error(tmp.string() + ": cannot write (disk full?)");
     }
     fs::rename(tmp, fs::path(dir) / "trainer_state.json");
 }

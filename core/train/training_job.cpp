@@ -269,11 +269,23 @@ TrainResult TrainingJob::run() {
         const fs::path final_dir = ckpt_root / ("step-" + std::to_string(step));
         if (fs::exists(final_dir / "trainer_state.json")) return;
         const fs::path tmp = ckpt_root / (".tmp-step-" + std::to_string(step));
-        fs::remove_all(tmp);
-        fs::create_directories(ckpt_root);
-        trainer.save_checkpoint(tmp.string());
-        fs::remove_all(final_dir);
-        fs::rename(tmp, final_dir);  // atomic: a checkpoint is either complete or absent
+        try {
+            fs::remove_all(tmp);
+            fs::create_directories(ckpt_root);
+            trainer.save_checkpoint(tmp.string());
+            fs::remove_all(final_dir);
+            fs::rename(tmp, final_dir);  // atomic: a checkpoint is either complete or absent
+        } catch (const std::exception& e) {
+            // Disk full or gone: drop the partial folder (it would only take space) and say what
+            // the run still has to resume from.
+            std::error_code ignored;
+            fs::remove_all(tmp, ignored);
+            const std::string previous = latest_checkpoint(out.string());
+            throw Error("writing the checkpoint of step " + std::to_string(step) + " failed: " + e.what() +
+                        ". " + (previous.empty() ? std::string("No earlier checkpoint exists")
+                                                 : "The last complete checkpoint is " + previous) +
+                        "; free disk space and resume the run (--resume)");
+        }
         last_ckpt = final_dir.string();
         prune_checkpoints(ckpt_root, o.keep_last, final_dir);
         if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(step, last_ckpt);
