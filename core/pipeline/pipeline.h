@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/common/image_decode.h"
 #include "core/nn/lora.h"
 #include "core/nn/unet.h"
 #include "core/nn/vae.h"
@@ -56,12 +57,7 @@ struct ModelBundle {
     std::string default_sampler() const { return default_sampler_for(scheduler_config); }
 };
 
-// An 8-bit RGB image, rows top to bottom, 3 bytes a pixel (no Qt in core).
-struct RgbImage {
-    int width = 0;
-    int height = 0;
-    std::vector<uint8_t> pixels;  // width * height * 3
-};
+// Images come back as kto::RgbImage (core/common/image_decode.h): 8-bit RGB, rows top to bottom.
 
 // Tensors of one denoising step, for tests and debugging (GenerateOptions::on_step).
 struct StepTrace {

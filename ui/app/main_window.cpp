@@ -209,9 +209,9 @@ void MainWindow::buildActions() {
         {tr("Gallery"),
          {gallery_->findAction(), gallery_->openAction(), gallery_->likeAction(), gallery_->dislikeAction(),
           gallery_->clearAction(), gallery_->deleteAction()}},
+        {tr("Train"), {train_->startAction(), train_->pauseAction(), train_->resumeAction(), train_->cancelAction()}},
         {tr("Compare (blind A/B)"),
          {compare_->voteLeftAction(), compare_->voteRightAction(), compare_->voteTieAction(), compare_->toggleAction()}},
-        {tr("Train"), {train_->startAction(), train_->pauseAction(), train_->resumeAction(), train_->cancelAction()}},
         {tr("Workspace"), {open_workspace_, export_, import_, settings_action_, quit_, help_action_}},
     });
 }
