@@ -71,8 +71,8 @@ private slots:
     void defaultsToBaseAgainstNewestCheckpoint() {
         w_->showArea(MainWindow::CompareArea);
         ComparePanel* p = w_->comparePanel();
-        QCOMPARE(p->modelBoxA()->currentText(), QString("kto-demo"));
-        QCOMPARE(p->modelBoxB()->currentText(), QString("1/step-4"));
+        QVERIFY2(p->modelBoxA()->currentText().startsWith("kto-demo"), qPrintable(p->modelBoxA()->currentText()));
+        QVERIFY2(p->modelBoxB()->currentText().startsWith("1/step-4"), qPrintable(p->modelBoxB()->currentText()));
         QCOMPARE(p->modelBoxB()->currentData(ModelCatalog::UnetPathRole).toString(), newest_unet_);
     }
 
