@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli/command.h"
+#include "app/cli/sampling_options.h"
 #include "core/common/error.h"
 #include "core/common/png_text.h"
 #include "core/compare/comparison.h"
@@ -69,19 +70,6 @@ std::vector<uint64_t> parse_seeds(const std::string& text, int64_t start) {
     return out;
 }
 
-std::pair<int, int> parse_size(const std::string& s) {
-    const size_t x = s.find('x');
-    try {
-        if (x == std::string::npos) throw std::invalid_argument("no x");
-        size_t a = 0, b = 0;
-        const int w = std::stoi(s.substr(0, x), &a), h = std::stoi(s.substr(x + 1), &b);
-        if (a != x || b != s.size() - x - 1 || w <= 0 || h <= 0) throw std::invalid_argument("junk");
-        return {w, h};
-    } catch (const std::exception&) {
-        throw Error("--size: expected WIDTHxHEIGHT such as 64x64, got '" + s + "'");
-    }
-}
-
 std::string relative_to(const std::string& path, const std::string& dir) {
     return fs::relative(fs::absolute(path), fs::absolute(dir)).generic_string();
 }
@@ -98,18 +86,8 @@ int run_compare(const CompareArgs& a) {
     const auto seeds = parse_seeds(a.seeds, a.seed_start);
 
     CompareSettings settings;
-    try {
-        settings.device = torch::Device(a.device);
-    } catch (const std::exception&) {
-        throw Error("--device: unknown device '" + a.device + "' (cpu, cuda or cuda:N)");
-    }
-    if (settings.device.is_cuda() && !torch::cuda::is_available())
-        throw Error("--device cuda: this libtorch build has no CUDA or no GPU is visible");
-    if (a.dtype.empty()) settings.dtype = settings.device.is_cuda() ? torch::kFloat16 : torch::kFloat32;
-    else if (a.dtype == "fp32") settings.dtype = torch::kFloat32;
-    else if (a.dtype == "fp16") settings.dtype = torch::kFloat16;
-    else if (a.dtype == "bf16") settings.dtype = torch::kBFloat16;
-    else throw Error("--dtype: unknown '" + a.dtype + "' (fp32, fp16 or bf16)");
+    settings.device = parse_device(a.device);
+    settings.dtype = parse_dtype(a.dtype, settings.device);
     settings.steps = a.steps;
     settings.cfg = a.cfg;
     settings.sampler = a.sampler;
@@ -196,9 +174,7 @@ CommandRegistrar reg{
          sub.add_option("--cache", a->cache, "Image cache folder (default OUT/.cache)");
          sub.add_option("--steps", a->steps, "Denoising steps (default 20)")->check(CLI::Range(1, 1000));
          sub.add_option("--cfg", a->cfg, "Guidance scale (default 7.5)");
-         std::string samplers;
-         for (const auto& n : sampler_names()) samplers += (samplers.empty() ? "" : ", ") + n;
-         sub.add_option("--sampler", a->sampler, "Sampler: " + samplers + " (default: the base model's)");
+         sub.add_option("--sampler", a->sampler, "Sampler: " + sampler_list() + " (default: the base model's)");
          sub.add_option("--size", a->size, "WIDTHxHEIGHT in pixels, multiples of 8 (default: the model's)");
          sub.add_option("--negative", a->negative, "Negative prompt for every prompt");
          sub.add_option("--device", a->device, "cpu (default), cuda or cuda:N");

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "app/cli/command.h"
+#include "app/cli/sampling_options.h"
 #include "app/cli/workspace_options.h"
 #include "core/common/error.h"
 #include "core/common/png_text.h"
@@ -36,27 +37,6 @@ struct GenerateArgs {
     bool use_workspace = false;
 };
 
-torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device) {
-    if (s.empty()) return device.is_cuda() ? torch::kFloat16 : torch::kFloat32;
-    if (s == "fp32" || s == "float32") return torch::kFloat32;
-    if (s == "fp16" || s == "float16") return torch::kFloat16;
-    if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;
-    throw Error("--dtype: unknown '" + s + "' (fp32, fp16 or bf16)");
-}
-
-std::pair<int, int> parse_size(const std::string& s) {
-    const size_t x = s.find('x');
-    try {
-        if (x == std::string::npos) throw std::invalid_argument("no x");
-        size_t a = 0, b = 0;
-        const int w = std::stoi(s.substr(0, x), &a), h = std::stoi(s.substr(x + 1), &b);
-        if (a != x || b != s.size() - x - 1) throw std::invalid_argument("junk");
-        return {w, h};
-    } catch (const std::exception&) {
-        throw Error("--size: expected WIDTHxHEIGHT such as 512x512, got '" + s + "'");
-    }
-}
-
 // FILE.png for one image, FILE-1.png ... FILE-N.png for several.
 std::string output_name(const std::string& out, size_t index, size_t count) {
     if (count == 1) return out;
@@ -74,14 +54,7 @@ int run_generate(const GenerateArgs& a) {
                         "Stable Diffusion folder or a .safetensors checkpoint");
     }
     if (a.prompts.empty()) throw Error("--prompt is required");
-    torch::Device device(torch::kCPU);
-    try {
-        device = torch::Device(a.device);
-    } catch (const std::exception&) {
-        throw Error("--device: unknown device '" + a.device + "' (cpu, cuda or cuda:N)");
-    }
-    if (device.is_cuda() && !torch::cuda::is_available())
-        throw Error("--device cuda: this libtorch build has no CUDA or no GPU is visible");
+    const torch::Device device = parse_device(a.device);
 
     ModelBundleOptions mo;
     mo.device = device;
@@ -175,9 +148,7 @@ CommandRegistrar reg{{"generate", "Generate images from a prompt and write PNGs 
                           sub.add_option("--seed", a->seed, "Seed (default: random, printed in the PNG)");
                           sub.add_option("--steps", a->steps, "Denoising steps (default 25)")->check(CLI::Range(1, 1000));
                           sub.add_option("--cfg", a->cfg, "Guidance scale (default 7.5)");
-                          std::string samplers;
-                          for (const auto& n : sampler_names()) samplers += (samplers.empty() ? "" : ", ") + n;
-                          sub.add_option("--sampler", a->sampler, "Sampler: " + samplers + " (default: the model's)");
+                          sub.add_option("--sampler", a->sampler, "Sampler: " + sampler_list() + " (default: the model's)");
                           sub.add_option("--size", a->size, "WIDTHxHEIGHT in pixels, multiples of 8 (default: the model's)");
                           sub.add_option("--out", a->out, "Output PNG (FILE-N.png when several images)");
                           sub.add_option("--unet", a->unet, "UNet folder replacing the model's (a fine-tune)");

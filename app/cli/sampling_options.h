@@ -1,0 +1,20 @@
+#pragma once
+// Parsing shared by the commands that render images (generate, compare): --device, --dtype,
+// --size and the sampler list for --help. Errors are kto::Error naming the option.
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+
+namespace kto::cli {
+
+// "cpu", "cuda", "cuda:N"; a CUDA device when this libtorch has none is an error.
+torch::Device parse_device(const std::string& text);
+// fp32 | fp16 | bf16 (or float32 / float16 / bfloat16); empty: fp16 on CUDA, fp32 on the CPU.
+torch::ScalarType parse_dtype(const std::string& text, const torch::Device& device);
+// "WIDTHxHEIGHT", both positive.
+std::pair<int, int> parse_size(const std::string& text);
+// "ddim, pndm, ..." for an option's help text.
+std::string sampler_list();
+
+}  // namespace kto::cli
