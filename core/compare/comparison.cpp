@@ -1,7 +1,5 @@
 #include "core/compare/comparison.h"
 
-#include <stb_image.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -10,6 +8,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/common/image_decode.h"
 #include "core/common/png_text.h"
 #include "core/common/sha256.h"
 #include "core/io/model_folder.h"
@@ -265,28 +264,13 @@ ComparisonResult render_comparison(const CompareSide& a, const CompareSide& b,
     return result;
 }
 
-RgbImage read_rgb_image(const std::string& path) {
-    int w = 0, h = 0, channels = 0;
-    uint8_t* data = stbi_load(path.c_str(), &w, &h, &channels, 3);
-    if (!data) {
-        const char* why = stbi_failure_reason();
-        throw Error(path + ": cannot read image (" + (why ? why : "unknown format") + ")");
-    }
-    RgbImage im;
-    im.width = w;
-    im.height = h;
-    im.pixels.assign(data, data + static_cast<size_t>(w) * static_cast<size_t>(h) * 3);
-    stbi_image_free(data);
-    return im;
-}
-
 RgbImage comparison_grid(const ComparisonResult& result, int gap) {
     if (result.cells.empty()) throw Error("comparison grid: no images");
     gap = std::max(0, gap);
     std::vector<std::pair<RgbImage, RgbImage>> rows;
     int cell_w = 0, cell_h = 0;
     for (const auto& c : result.cells) {
-        rows.emplace_back(read_rgb_image(c.image_a), read_rgb_image(c.image_b));
+        rows.emplace_back(read_image_rgb8(c.image_a), read_image_rgb8(c.image_b));
         cell_w = std::max({cell_w, rows.back().first.width, rows.back().second.width});
         cell_h = std::max({cell_h, rows.back().first.height, rows.back().second.height});
     }

@@ -89,8 +89,7 @@ ComparisonResult render_comparison(const CompareSide& a, const CompareSide& b,
                                    const CompareSettings& settings, const std::string& cache_dir,
                                    const CompareCallbacks& callbacks = {});
 
-// Reads an 8-bit PNG (or any format stb_image reads) as RGB. Throws kto::Error naming the file.
-RgbImage read_rgb_image(const std::string& path);
+// Images are read with read_image_rgb8 (core/common/image_decode.h: size-checked, PNG/JPEG/GIF/BMP).
 
 // A side-by-side grid: one row per cell, side A left and side B right, `gap` pixels of dark grey
 // between images and around the edge. Images of different sizes are placed top-left in their slot.

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/common/image_decode.h"
 #include "core/compare/comparison.h"
 #include "core/io/model_folder.h"
 #include "tests/support/test_paths.h"
@@ -107,7 +108,7 @@ private slots:
         QCOMPARE(j["b"].toObject()["unet"].toString(), QFileInfo(tuned_).absoluteFilePath());
         QCOMPARE(j["settings"].toObject()["steps"].toInt(), 2);
         const int w = j["settings"].toObject()["width"].toInt(), h = j["settings"].toObject()["height"].toInt();
-        const kto::RgbImage grid = kto::read_rgb_image((out + "/grid.png").toStdString());
+        const kto::RgbImage grid = kto::read_image_rgb8((out + "/grid.png").toStdString());
         QCOMPARE(grid.width, 2 * w + 3 * 4);
         QCOMPARE(grid.height, 4 * (h + 4) + 4);
 

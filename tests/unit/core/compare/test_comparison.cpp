@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/common/error.h"
+#include "core/common/image_decode.h"
 #include "core/compare/comparison.h"
 #include "core/compare/win_rate.h"
 #include "core/io/model_folder.h"
@@ -179,12 +180,12 @@ private slots:
         o.width = r.width;
         o.height = r.height;
         const auto direct = kto::generate(bundle, o);
-        const kto::RgbImage ia = kto::read_rgb_image(r.cells[0].image_a);
+        const kto::RgbImage ia = kto::read_image_rgb8(r.cells[0].image_a);
         QCOMPARE(ia.width, r.width);
         QVERIFY(ia.pixels == direct.rgb.at(0).pixels);
         // The tuned side differs from the base for the same seed; seeds differ from each other.
-        QVERIFY(kto::read_rgb_image(r.cells[0].image_b).pixels != ia.pixels);
-        QVERIFY(kto::read_rgb_image(r.cells[1].image_a).pixels != ia.pixels);
+        QVERIFY(kto::read_image_rgb8(r.cells[0].image_b).pixels != ia.pixels);
+        QVERIFY(kto::read_image_rgb8(r.cells[1].image_a).pixels != ia.pixels);
 
         // Reopening: nothing rendered, the same files.
         const std::string bytes = read_bytes(r.cells[0].image_b);
@@ -208,7 +209,7 @@ private slots:
         const kto::RgbImage grid = kto::comparison_grid(r, 4);
         QCOMPARE(grid.width, 2 * r.width + 3 * 4);
         QCOMPARE(grid.height, 2 * (r.height + 4) + 4);
-        const kto::RgbImage ib = kto::read_rgb_image(r.cells[0].image_b);
+        const kto::RgbImage ib = kto::read_image_rgb8(r.cells[0].image_b);
         const size_t right = static_cast<size_t>((4 * grid.width + 4 + r.width + 4) * 3);
         QCOMPARE(int(grid.pixels[right]), int(ib.pixels[0]));
         QCOMPARE(int(grid.pixels[static_cast<size_t>((4 * grid.width + 4) * 3)]), int(ia.pixels[0]));
