@@ -111,7 +111,7 @@ private slots:
         const QImage first = ready.first().at(3).value<QImage>();
         QCOMPARE(first.size(), QSize(64, 64));
         QCOMPARE(ready.at(2).at(2).toLongLong(), 44);                 // seeds 42, 43, 44
-        QVERIFY(!g->busy());
+        QTRY_VERIFY_WITH_TIMEOUT(!g->busy(), 5000);  // queued end-of-run signal
         QCOMPARE(g->progressBar()->value(), g->progressBar()->maximum());
 
         // In the gallery at once, newest first, with provenance.
