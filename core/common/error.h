@@ -17,4 +17,12 @@ public:
     Cancelled() : Error("cancelled") {}
 };
 
+// An allocation failure (GPU or CPU) turned into words: what ran out and what to change
+// (smaller batch, lower resolution, LoRA, ...). Cached device memory has been released, so a
+// smaller job can run next in the same process.
+class OutOfMemory : public Error {
+public:
+    explicit OutOfMemory(const std::string& message) : Error(message) {}
+};
+
 }  // namespace kto

@@ -2,11 +2,18 @@
 
 #include <torch/torch.h>
 #include <unistd.h>
+#if defined(KTO_WITH_CUDA)
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
+#include <atomic>
 #include <cstdlib>
+#include <map>
+#include <mutex>
+#include <new>
 #include <sstream>
 #include <string>
 
@@ -53,6 +60,83 @@ std::string torch_runtime_summary() {
        << TORCH_VERSION_PATCH << " (" << (torch::cuda::is_available() ? "CUDA available" : "CPU")
        << ", " << torch::get_num_threads() << " threads)";
     return os.str();
+}
+
+bool is_out_of_memory(const std::exception& e) {
+    if (dynamic_cast<const std::bad_alloc*>(&e)) return true;
+    if (dynamic_cast<const c10::OutOfMemoryError*>(&e)) return true;
+    if (dynamic_cast<const c10::Error*>(&e)) {
+        // libtorch 1.13's CPU allocator and some CUDA paths raise a plain c10::Error.
+        const std::string m = short_error_message(e);
+        return m.find("not enough memory") != std::string::npos || m.find("out of memory") != std::string::npos ||
+               m.find("can't allocate memory") != std::string::npos;
+    }
+    return false;
+}
+
+std::string short_error_message(const std::exception& e) {
+    std::string m;
+    if (const auto* ce = dynamic_cast<const c10::Error*>(&e))
+        m = ce->what_without_backtrace();
+    else if (dynamic_cast<const std::bad_alloc*>(&e))
+        m = "an allocation failed";
+    else
+        m = e.what();
+    if (auto nl = m.find('\n'); nl != std::string::npos) m.resize(nl);
+    // CUDA's out-of-memory text goes on about the caching allocator's internals after the figures.
+    if (auto more = m.find(" Including non-PyTorch memory"); more != std::string::npos) m.resize(more);
+    while (!m.empty() && (m.back() == ' ' || m.back() == '.')) m.pop_back();
+    return m;
+}
+
+void release_cached_device_memory() {
+#if defined(KTO_WITH_CUDA)
+    if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+}
+
+long long peak_device_memory(int device) {
+#if defined(KTO_WITH_CUDA)
+    if (!torch::cuda::is_available()) return -1;
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    // Index 0 is StatType::AGGREGATE (an enum whose namespace moved between libtorch versions).
+    return static_cast<long long>(stats.allocated_bytes[0].peak);
+#else
+    (void)device;
+    return -1;
+#endif
+}
+
+void reset_peak_device_memory(int device) {
+#if defined(KTO_WITH_CUDA)
+    if (torch::cuda::is_available()) c10::cuda::CUDACachingAllocator::resetPeakStats(static_cast<c10::DeviceIndex>(device));
+#else
+    (void)device;
+#endif
+}
+
+namespace {
+std::mutex fault_mutex;
+std::map<std::string, long> fault_passes;  // per site
+}  // namespace
+
+void fault_point(const char* site) {
+    const char* env = std::getenv("KTO_FAULT_OOM");
+    if (!env || !*env) return;
+    std::string spec(env);
+    long nth = 1;
+    if (auto colon = spec.find(':'); colon != std::string::npos) {
+        nth = std::atol(spec.c_str() + colon + 1);
+        spec.resize(colon);
+    }
+    if (spec != site) return;
+    std::lock_guard<std::mutex> lock(fault_mutex);
+    if (++fault_passes[spec] == nth) throw std::bad_alloc();
+}
+
+void reset_fault_points() {
+    std::lock_guard<std::mutex> lock(fault_mutex);
+    fault_passes.clear();
 }
 
 }  // namespace kto

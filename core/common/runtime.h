@@ -1,5 +1,6 @@
 #pragma once
 // Process-wide libtorch set-up shared by the app and the CLI.
+#include <exception>
 #include <string>
 
 namespace kto {
@@ -15,5 +16,28 @@ int configure_torch_threads(int threads = 0);
 
 // "libtorch 1.13.1 (CPU, 2 threads)": a one-line description for --version and logs.
 std::string torch_runtime_summary();
+
+// Allocation failures: c10::OutOfMemoryError (CUDA, and CPU in libtorch 2.x), the CPU allocator's
+// "not enough memory" error (libtorch 1.13) and std::bad_alloc.
+bool is_out_of_memory(const std::exception& e);
+
+// The first line of an exception's message, without libtorch's C++ backtrace.
+std::string short_error_message(const std::exception& e);
+
+// Hands the CUDA caching allocator's free blocks back to the driver (after an out-of-memory
+// error, before the next job). No-op without CUDA.
+void release_cached_device_memory();
+
+// Peak bytes allocated on a CUDA device since the last reset_peak_device_memory(), or -1 when
+// libtorch has no CUDA. For benchmarks and the GPU check.
+long long peak_device_memory(int device = 0);
+void reset_peak_device_memory(int device = 0);
+
+// Fault injection for tests of the out-of-memory paths (a "forced allocation failure"):
+// with KTO_FAULT_OOM=<site>[:<n>] the n-th pass (default 1st) of this process through
+// fault_point(<site>) throws std::bad_alloc. Sites: "generate-step", "train-step".
+void fault_point(const char* site);
+// Forgets the passes counted so far (tests that inject more than one fault in a process).
+void reset_fault_points();
 
 }  // namespace kto

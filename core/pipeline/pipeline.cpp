@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/io/model_folder.h"
 #include "core/pipeline/single_file.h"
 
@@ -128,7 +129,9 @@ std::vector<RgbImage> to_rgb8(const torch::Tensor& images) {
     return out;
 }
 
-GenerateResult generate(ModelBundle& bundle, const GenerateOptions& o) {
+namespace {
+
+GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
     if (!bundle.unet || !bundle.vae || !bundle.text_encoder || !bundle.tokenizer)
         throw Error("generate: the model is not loaded");
     if (o.prompts.empty()) throw Error("generate: no prompt given");
@@ -207,6 +210,7 @@ GenerateResult generate(ModelBundle& bundle, const GenerateOptions& o) {
     const int total = static_cast<int>(ts.size(0));
     for (int i = 0; i < total; ++i) {
         if (o.should_cancel && o.should_cancel()) throw Cancelled();
+        fault_point("generate-step");
         auto t = ts[i];
         const double tv = t.item<double>();
         auto model_in = cfg ? torch::cat({latents, latents}) : latents;
@@ -234,6 +238,28 @@ GenerateResult generate(ModelBundle& bundle, const GenerateOptions& o) {
         r.rgb = to_rgb8(r.images);
     }
     return r;
+}
+
+}  // namespace
+
+GenerateResult generate(ModelBundle& bundle, const GenerateOptions& o) {
+    try {
+        return run_generation(bundle, o);
+    } catch (const Error&) {
+        throw;
+    } catch (const std::exception& e) {
+        if (!is_out_of_memory(e)) throw;
+        release_cached_device_memory();
+        const int64_t batch = static_cast<int64_t>(o.prompts.size()) * o.images_per_prompt;
+        std::ostringstream os;
+        os << "out of memory while generating " << batch << (batch == 1 ? " image" : " images") << " of "
+           << o.width << "x" << o.height << " on " << bundle.device << " (" << c10::toString(bundle.dtype)
+           << "): " << short_error_message(e) << ". Try fewer images per batch, a smaller size"
+           << (bundle.device.is_cuda() ? (bundle.dtype == torch::kFloat32 ? ", fp16 instead of fp32" : "")
+                                       : "")
+           << (bundle.device.is_cuda() ? ", or the CPU" : ", or closing other programs") << ".";
+        throw OutOfMemory(os.str());
+    }
 }
 
 }  // namespace kto

@@ -259,6 +259,7 @@ public:
     State state() const { return state_.load(); }
 
 private:
+    TrainResult run_job();  // run() without the out-of-memory translation
     void check_control();  // blocks while paused; throws Cancelled
 
     TrainRequest request_;

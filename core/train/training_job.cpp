@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/nn/lora.h"
 #include "core/nn/unet.h"
 #include "core/nn/vae.h"
@@ -131,6 +132,35 @@ TrainResult TrainingJob::wait() {
 }
 
 TrainResult TrainingJob::run() {
+    try {
+        return run_job();
+    } catch (const Error&) {
+        throw;
+    } catch (const std::exception& e) {
+        if (!is_out_of_memory(e)) throw;
+        release_cached_device_memory();
+        state_ = State::failed;
+        const TrainOptions& o = request_.options;
+        std::ostringstream os;
+        os << "out of memory while training on " << o.device << " (batch " << o.batch_size << ", "
+           << (o.resolution > 0 ? std::to_string(o.resolution) + " px" : std::string("the model's resolution")) << ", "
+           << (o.lora.enabled ? "LoRA rank " + std::to_string(o.lora.rank) : std::string("full fine-tuning"))
+           << "): " << short_error_message(e) << ". Try a smaller batch size (raise gradient accumulation to keep "
+           << "the effective batch)";
+        if (!o.lora.enabled) os << ", LoRA instead of full fine-tuning";
+        os << ", a lower resolution";
+        if (o.device.rfind("cuda", 0) == 0) {
+            if (o.mixed_precision == MixedPrecision::no) os << ", mixed precision (bf16)";
+            if (!o.gradient_checkpointing) os << ", gradient checkpointing";
+        }
+        os << ".";
+        const std::string last = latest_checkpoint(request_.out_dir);
+        if (!last.empty()) os << " The last checkpoint (" << last << ") is kept: resume from it with the new settings.";
+        throw OutOfMemory(os.str());
+    }
+}
+
+TrainResult TrainingJob::run_job() {
     state_ = State::running;
     auto say = [&](const std::string& m) {
         if (callbacks_.on_message) callbacks_.on_message(m);
@@ -300,6 +330,7 @@ TrainResult TrainingJob::run() {
         double rate_sum = 0;
         while (trainer.steps_done() < o.steps) {
             check_control();
+            fault_point("train-step");
             auto m = trainer.step();
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             const int64_t done_here = trainer.steps_done() - first_step;

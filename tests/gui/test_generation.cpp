@@ -16,6 +16,7 @@
 #include <QTimer>
 #include <QtTest>
 
+#include "core/common/runtime.h"
 #include "tests/gui/gui_support.h"
 #include "tests/support/test_paths.h"
 #include "ui/app/main_window.h"
@@ -177,6 +178,33 @@ private slots:
         QVERIFY2(!error.isEmpty(), "a broken model must fail with a message");
         QVERIFY2(error.contains("broken-model"), qPrintable(error));
         QTRY_VERIFY_WITH_TIMEOUT(!g->busy(), 5000);  // the panel hears of the end through a queued signal
+    }
+
+    // Running out of memory (forced at the 2nd step) ends the run with advice in words; the app
+    // stays usable: the next run with the same model generates.
+    void outOfMemoryIsReportedAndTheNextRunWorks() {
+        auto w = openWindow(tmp_.filePath("ws-oom"));
+        QVERIFY(w);
+        GeneratePanel* g = w->generatePanel();
+        fillForm(g, 1, 3);
+        QSignalSpy finished(w->worker(), &GenerationWorker::finished);
+        qputenv("KTO_FAULT_OOM", "generate-step:2");
+        kto::reset_fault_points();
+        MessageBox::setNextAnswer(QMessageBox::Ok);
+        g->generateAction()->trigger();
+        QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 60000);
+        qunsetenv("KTO_FAULT_OOM");
+        const QString error = finished.first().at(2).toString();
+        QVERIFY2(error.contains("out of memory while generating 1 image of 64x64"), qPrintable(error));
+        QVERIFY2(error.contains("Try fewer images per batch"), qPrintable(error));
+        QTRY_VERIFY_WITH_TIMEOUT(!g->busy(), 5000);
+        QCOMPARE(w->store()->counts().total, 0);
+
+        g->generateAction()->trigger();
+        QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 2, 60000);
+        QCOMPARE(finished.at(1).at(2).toString(), QString());
+        QTRY_COMPARE(w->store()->counts().total, 1);
+        QTRY_VERIFY_WITH_TIMEOUT(!g->busy(), 5000);
     }
 };
 

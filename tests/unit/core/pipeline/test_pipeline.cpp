@@ -12,6 +12,7 @@
 
 #include "core/common/error.h"
 #include "core/io/safetensors.h"
+#include "core/common/runtime.h"
 #include "core/pipeline/pipeline.h"
 #include "tests/support/tensor_check.h"
 #include "tests/support/error_check.h"
@@ -147,6 +148,30 @@ private slots:
         }
         QVERIFY(cancelled);
         QCOMPARE(calls, 3);
+    }
+
+    // An allocation failure mid-generation (forced: KTO_FAULT_OOM) is reported in words with
+    // advice, and the same bundle generates again right after.
+    void outOfMemoryIsReportedWithAdvice() {
+        kto::GenerateOptions o;
+        o.prompts = {"a green triangle"};
+        o.images_per_prompt = 3;
+        o.steps = 3;
+        o.width = o.height = 16;
+        qputenv("KTO_FAULT_OOM", "generate-step:2");
+        kto::reset_fault_points();
+        std::string message;
+        try {
+            kto::generate(bundle_, o);
+        } catch (const kto::OutOfMemory& e) {
+            message = e.what();
+        }
+        qunsetenv("KTO_FAULT_OOM");
+        QVERIFY2(message.find("out of memory while generating 3 images of 16x16 on cpu") != std::string::npos,
+                 message.c_str());
+        QVERIFY2(message.find("Try fewer images per batch, a smaller size") != std::string::npos, message.c_str());
+        auto r = kto::generate(bundle_, o);
+        QCOMPARE(int(r.rgb.size()), 3);
     }
 
     void longPromptWarns() {

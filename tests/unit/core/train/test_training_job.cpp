@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/io/safetensors.h"
 #include "core/train/trainer.h"
 #include "tests/support/test_paths.h"
@@ -166,6 +167,34 @@ private slots:
         const auto r2 = job2.wait();
         QVERIFY(!r2.cancelled);
         QCOMPARE(r2.steps_done, int64_t(4));
+    }
+
+    // Running out of memory mid-run (forced at the 3rd step) ends the job with advice that fits
+    // the run (full fine-tuning: LoRA is suggested) and names the checkpoint to resume from.
+    void outOfMemoryEndsWithAdviceAndKeepsCheckpoints() {
+        QTemporaryDir tmp;
+        const fs::path root(tmp.path().toStdString());
+        make_dataset(root / "data");
+        auto req = request(root, "oom", 5);
+        qputenv("KTO_FAULT_OOM", "train-step:3");
+        kto::reset_fault_points();
+        std::string message;
+        kto::TrainingJob job(req);
+        try {
+            job.run();
+        } catch (const kto::OutOfMemory& e) {
+            message = e.what();
+        }
+        qunsetenv("KTO_FAULT_OOM");
+        QVERIFY2(message.find("out of memory while training on cpu (batch 2") != std::string::npos, message.c_str());
+        QVERIFY2(message.find("Try a smaller batch size") != std::string::npos, message.c_str());
+        QVERIFY2(message.find("LoRA instead of full fine-tuning") != std::string::npos, message.c_str());
+        QVERIFY2(message.find("checkpoints/step-2") != std::string::npos, message.c_str());
+        QCOMPARE(job.state(), kto::TrainingJob::State::failed);
+        // The run resumes from that checkpoint and finishes.
+        req.resume = true;
+        kto::TrainingJob again(req);
+        QCOMPARE(again.run().steps_done, int64_t(5));
     }
 
     void badDataMessages() {
