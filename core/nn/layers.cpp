@@ -96,7 +96,7 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
 torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& k,
                                    const torch::Tensor& v, int64_t heads, bool upcast_scores,
                                    bool upcast_softmax, int64_t max_score_bytes) {
-    const int64_t b = q.size(0), nq = q.size(1), nk = k.size(1), inner = q.size(2);
+    const int64_t b = q.size(0), nq = q.size(1), inner = q.size(2);
     const int64_t d = inner / heads;
     const auto dtype = q.scalar_type();
 #if TORCH_VERSION_MAJOR >= 2
@@ -111,6 +111,7 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
     auto o4 = at::scaled_dot_product_attention(q4, k4, v4);
     return o4.transpose(1, 2).reshape({b, nq, inner}).to(dtype);
 #else
+    const int64_t nk = k.size(1);
     // diffusers AttnProcessor: head_to_batch_dim, baddbmm(beta=0, alpha=scale), softmax, bmm.
     auto to3 = [&](const torch::Tensor& t) {
         return t.reshape({b, t.size(1), heads, d}).permute({0, 2, 1, 3}).reshape({b * heads, t.size(1), d});
@@ -345,6 +346,7 @@ int64_t count_parameters(torch::nn::Module& module) {
 
 // ---- activation checkpointing ------------------------------------------------------------------
 
+#include "core/nn/autocast.h"
 #include "core/nn/checkpoint.h"
 
 namespace kto {
@@ -354,6 +356,9 @@ struct BlockFunctionHolder : torch::CustomClassHolder {
     BlockFunction fn;
     size_t num_inputs = 0;
     std::vector<torch::Tensor> params;  // the trainable parameters fn reads
+    // CUDA autocast at forward time: the recomputation in backward runs under the same state.
+    bool autocast = false;
+    torch::ScalarType autocast_dtype = torch::kHalf;
 };
 
 // Inputs: [block inputs..., trainable parameters...]; parameters are listed so the autograd node
@@ -387,6 +392,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
         torch::Tensor out;
         {
             torch::AutoGradMode on(true);
+            AutocastScope autocast(holder->autocast, holder->autocast_dtype);
             out = holder->fn(inputs);
         }
         auto grads = torch::autograd::grad({out}, targets, {grad_out[0]}, /*retain_graph=*/false,
@@ -428,6 +434,8 @@ torch::Tensor checkpoint_call(torch::nn::Module& module, BlockFunction fn, const
     auto holder = c10::make_intrusive<BlockFunctionHolder>();
     holder->fn = std::move(fn);
     holder->num_inputs = inputs.size();
+    holder->autocast = cuda_autocast_enabled();
+    holder->autocast_dtype = cuda_autocast_dtype();
     holder->params.assign(all.begin() + inputs.size(), all.end());
     return CheckpointFunction::apply(holder, torch::TensorList(all));
 }

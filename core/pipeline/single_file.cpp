@@ -166,7 +166,7 @@ ConvertedCheckpoint convert_ldm_checkpoint(const TensorMap& ldm, const std::stri
     lay.layers_per_block = first_op - 1;
     const int per = lay.layers_per_block + 1;
     const int levels = (max_index(u, "output_blocks.") + 1) / per;
-    const auto& conv_in = need(u, "input_blocks.0.0.weight", source);
+    const torch::Tensor conv_in = need(u, "input_blocks.0.0.weight", source);
     if (conv_in.size(1) != 4)
         throw Error(source + ": UNet with " + std::to_string(conv_in.size(1)) +
                     " input channels (inpainting/depth models) is not supported");
@@ -281,7 +281,7 @@ ConvertedCheckpoint convert_ldm_checkpoint(const TensorMap& ldm, const std::stri
             }
         }
     }
-    const auto& tok = need(c.text_encoder, "text_model.embeddings.token_embedding.weight", source);
+    const torch::Tensor tok = need(c.text_encoder, "text_model.embeddings.token_embedding.weight", source);
     const int64_t hidden = tok.size(1);
     c.text_config = {{"vocab_size", tok.size(0)},
                      {"hidden_size", hidden},

@@ -2,12 +2,27 @@
 
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/function_hook.h>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/version.h>
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#else
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
+
+// Gloo's own headers come with Debian's libtorch but not with PyTorch wheels (their libtorch has
+// Gloo compiled in, without gloo/*.h): without them, CPU data-parallel runs are unavailable.
+#if defined(USE_C10D_GLOO) && __has_include(<gloo/algorithm.h>)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#define KTO_HAVE_GLOO 1
+#else
+#define KTO_HAVE_GLOO 0
+#endif
 
 // NCCL exists only in CUDA builds of libtorch; the Debian CPU build has the header but not the define.
-#if defined(USE_C10D_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+// PyTorch wheels define USE_C10D_NCCL but ship nccl.h in a wheel of its own (nvidia-nccl).
+#if defined(USE_C10D_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>) && \
+    __has_include(<nccl.h>)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #define KTO_HAVE_NCCL 1
 #else
@@ -148,6 +163,10 @@ DistributedContext::DistributedContext(const DistributedOptions& options, torch:
     if (backend == "auto") backend = (cuda && nccl_available()) ? "nccl" : "gloo";
     if (backend == "nccl" && !cuda)
         throw Error("distributed: backend 'nccl' needs a CUDA device, the trainer runs on " + device.str());
+    if (backend == "gloo" && !KTO_HAVE_GLOO)
+        throw Error("distributed: backend 'gloo' is not available in this build (the libtorch it was built "
+                    "against ships without Gloo's headers, as PyTorch wheels do)" +
+                    std::string(nccl_available() ? "; use backend nccl on CUDA devices" : ""));
 
     const std::string where = options.master_addr + ":" + std::to_string(options.master_port);
     try {
@@ -168,6 +187,7 @@ DistributedContext::DistributedContext(const DistributedOptions& options, torch:
 
     try {
         if (backend == "gloo") {
+#if KTO_HAVE_GLOO
             auto go = c10d::ProcessGroupGloo::Options::create(timeout_);
             // GLOO_SOCKET_IFNAME picks the network interface as in PyTorch; loopback runs stay on 127.0.0.1.
             if (auto ifname = env("GLOO_SOCKET_IFNAME"))
@@ -181,6 +201,7 @@ DistributedContext::DistributedContext(const DistributedOptions& options, torch:
             impl_->backend_name = "gloo";
             // Gloo reduces CPU tensors; CUDA tensors are staged through host memory below.
             impl_->comm_device = torch::kCPU;
+#endif
         } else {
 #if KTO_HAVE_NCCL
             // Without async error handling a dead peer leaves NCCL kernels waiting forever.

@@ -1,6 +1,6 @@
 #include "core/train/preview.h"
 
-#include <stb/stb_image_write.h>
+#include <stb_image_write.h>
 
 #include <filesystem>
 

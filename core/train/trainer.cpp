@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/nn/autocast.h"
 #include "core/io/safetensors.h"
 #include "core/nn/unet.h"
 #include "core/sampling/scheduler.h"
@@ -54,44 +55,6 @@ torch::Tensor bytes_of_hex(const std::string& s, const std::string& what) {
     for (size_t i = 0; i < s.size() / 2; ++i) p[i] = static_cast<uint8_t>(nib(s[2 * i]) * 16 + nib(s[2 * i + 1]));
     return t;
 }
-
-// Autocast on CUDA for the forward passes; the API moved in libtorch 2.4.
-class AutocastScope {
-public:
-    AutocastScope(bool on, torch::ScalarType dtype) : on_(on) {
-        if (!on_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-        prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-        prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-        at::autocast::set_autocast_enabled(at::kCUDA, true);
-        at::autocast::set_autocast_dtype(at::kCUDA, dtype);
-#else
-        prev_enabled_ = at::autocast::is_enabled();
-        prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-        at::autocast::set_enabled(true);
-        at::autocast::set_autocast_gpu_dtype(dtype);
-#endif
-        at::autocast::increment_nesting();
-    }
-    ~AutocastScope() {
-        if (!on_) return;
-        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-        at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
-        at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
-#else
-        at::autocast::set_enabled(prev_enabled_);
-        at::autocast::set_autocast_gpu_dtype(prev_dtype_);
-#endif
-    }
-    AutocastScope(const AutocastScope&) = delete;
-    AutocastScope& operator=(const AutocastScope&) = delete;
-
-private:
-    bool on_;
-    bool prev_enabled_ = false;
-    torch::ScalarType prev_dtype_ = torch::kHalf;
-};
 
 std::string schedule_name(LrSchedule s) { return s == LrSchedule::constant ? "constant" : "cosine"; }
 std::string precision_name(MixedPrecision p) {
