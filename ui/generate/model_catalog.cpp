@@ -32,6 +32,10 @@ QVariant ModelCatalog::data(const QModelIndex& index, int role) const {
     }
 }
 
+bool isLoraFile(const QString& checkpoint_path) {
+    return checkpoint_path.endsWith(".safetensors", Qt::CaseInsensitive);
+}
+
 bool ModelCatalog::isModelFolder(const QString& dir) { return QFileInfo::exists(dir + "/model_index.json"); }
 
 void ModelCatalog::rescan(const QString& demo_folder, const QStringList& base_folders, const QString& runs_dir) {
@@ -49,8 +53,8 @@ void ModelCatalog::rescan(const QString& demo_folder, const QStringList& base_fo
     // Checkpoints: runs/<run>/**/ holding a full model (model_index.json) or a UNet (unet/config.json).
     // A UNet-only checkpoint runs on its run's base model, named in <run>/base_model.txt (the app's
     // runs) or config.json's "model" (every TrainingJob run, the CLI's too); without either the base
-    // is unknown and the checkpoint is not offered. LoRA checkpoints are not offered (generation
-    // takes a UNet folder).
+    // is unknown and the checkpoint is not offered. LoRA checkpoints (pytorch_lora_weights.safetensors)
+    // run on the same base with their adapters attached.
     if (!runs_dir.isEmpty() && QFileInfo(runs_dir).isDir()) {
         const QStringList runs = QDir(runs_dir).entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name);
         for (const QString& run : runs) {
@@ -74,6 +78,9 @@ void ModelCatalog::rescan(const QString& demo_folder, const QStringList& base_fo
                     found.push_back({ModelEntry::Kind::Checkpoint, rel, d, {}});
                 } else if (QFileInfo::exists(d + "/unet/config.json") && !base.isEmpty()) {
                     found.push_back({ModelEntry::Kind::Checkpoint, rel, base, d + "/unet"});
+                } else if (QFileInfo::exists(d + "/pytorch_lora_weights.safetensors") && !base.isEmpty()) {
+                    found.push_back({ModelEntry::Kind::Checkpoint, rel + " (LoRA)", base,
+                                     d + "/pytorch_lora_weights.safetensors"});
                 }
             }
         }

@@ -12,8 +12,13 @@ struct ModelEntry {
     Kind kind = Kind::Folder;
     QString name;       // what the picker shows and the store records as the model name
     QString path;       // a diffusers folder (model_index.json) holding the whole model
-    QString unet_path;  // for a UNet-only checkpoint: its unet/ folder; the base model is `path`
+    // For a checkpoint on a base model (`path`): its unet/ folder, or its LoRA file
+    // (pytorch_lora_weights.safetensors; see isLoraFile).
+    QString unet_path;
 };
+
+// A checkpoint path naming a LoRA file rather than a unet/ folder.
+bool isLoraFile(const QString& checkpoint_path);
 
 class ModelCatalog : public QAbstractListModel {
     Q_OBJECT

@@ -12,7 +12,7 @@ namespace kto::ui {
 struct ComparisonSide {
     QString name;        // what the picker shows; the store records it as the model name
     QString model_path;  // diffusers folder (the base model for a UNet-only checkpoint)
-    QString unet_path;   // optional: a checkpoint's unet/ folder
+    QString unet_path;   // optional checkpoint: a unet/ folder, or a LoRA .safetensors file
 };
 
 struct ComparisonSession {

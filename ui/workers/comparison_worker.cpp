@@ -3,6 +3,9 @@
 
 #include "ui/workers/comparison_worker.h"
 
+#include "ui/generate/model_catalog.h"
+#include "ui/workers/generation_worker.h"
+
 #include "core/common/error.h"
 #include "core/compare/comparison.h"
 
@@ -22,7 +25,9 @@ void ComparisonWorker::render(const ComparisonRequest& request) {
     QString error;
     try {
         auto side = [](const ComparisonSide& s) {
-            return CompareSide{s.model_path.toStdString(), s.unet_path.toStdString(), {}, s.name.toStdString()};
+            const std::string checkpoint = s.unet_path.toStdString();
+            return isLoraFile(s.unet_path) ? CompareSide{s.model_path.toStdString(), {}, checkpoint, s.name.toStdString()}
+                                           : CompareSide{s.model_path.toStdString(), checkpoint, {}, s.name.toStdString()};
         };
         std::vector<std::string> prompts;
         for (const QString& p : session.prompts) prompts.push_back(p.toStdString());
@@ -34,7 +39,9 @@ void ComparisonWorker::render(const ComparisonRequest& request) {
         settings.sampler = session.sampler.toStdString();
         settings.width = session.width;
         settings.height = session.height;
-        const bool cuda = request.device == "cuda";
+        QString note;
+        const bool cuda = deviceForInference(request.device, &note) == "cuda";
+        if (!note.isEmpty()) emit progress(request.id, 0, 0, note);
         if (cuda && !torch::cuda::is_available())
             throw Error("CUDA was chosen in Settings but libtorch finds no CUDA device; choose CPU");
         settings.device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);

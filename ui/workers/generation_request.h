@@ -10,7 +10,7 @@ struct GenerationRequest {
     quint64 id = 0;             // assigned by the panel, echoed in every progress signal
     QString model_path;         // diffusers folder (base model or checkpoint)
     QString model_name;         // what the picker showed ("kto-demo", "run 3 / step 200")
-    QString unet_path;          // optional: a checkpoint's unet/ folder replacing the base UNet
+    QString unet_path;          // optional checkpoint on the base: a unet/ folder, or a LoRA .safetensors file
     QString device = "cpu";     // "cpu" or "cuda"
     QString prompt;
     QString negative_prompt;

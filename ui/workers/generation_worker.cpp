@@ -3,6 +3,8 @@
 
 #include "ui/workers/generation_worker.h"
 
+#include "ui/generate/model_catalog.h"
+
 #include <QElapsedTimer>
 #include <QFileInfo>
 
@@ -13,6 +15,23 @@
 namespace kto::ui {
 
 bool cudaAvailable() { return torch::cuda::is_available(); }
+
+int cudaDeviceCount() { return cudaAvailable() ? static_cast<int>(torch::cuda::device_count()) : 0; }
+
+namespace {
+std::atomic<bool> g_training_holds_gpu{false};
+}  // namespace
+
+void setTrainingHoldsGpu(bool holds) { g_training_holds_gpu.store(holds); }
+bool trainingHoldsGpu() { return g_training_holds_gpu.load(); }
+
+QString deviceForInference(const QString& requested, QString* note) {
+    if (requested == "cuda" && trainingHoldsGpu()) {
+        if (note) *note = QObject::tr("A training run is using the GPU: rendering on the CPU until it ends.");
+        return "cpu";
+    }
+    return requested;
+}
 
 QString demoModelFolder() { return QString::fromStdString(find_demo_model()); }
 
@@ -45,19 +64,22 @@ void GenerationWorker::generate(const GenerationRequest& request) {
     bool cancelled = false;
     QString error;
     try {
+        QString note;
+        const QString device = deviceForInference(request.device, &note);
+        if (!note.isEmpty()) emit status(note);
         if (!loaded_ || loaded_->model_path != request.model_path || loaded_->unet_path != request.unet_path ||
-            loaded_->device != request.device) {
+            loaded_->device != device) {
             loaded_.reset();  // free the old model before loading the next
             emit status(tr("Loading %1…").arg(request.model_name));
             ModelBundleOptions o;
-            const bool cuda = request.device == "cuda";
+            const bool cuda = device == "cuda";
             if (cuda && !torch::cuda::is_available())
                 throw Error("CUDA was chosen in Settings but libtorch finds no CUDA device; choose CPU");
             o.device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
             o.dtype = cuda ? torch::kFloat16 : torch::kFloat32;
-            o.unet_dir = request.unet_path.toStdString();
+            (isLoraFile(request.unet_path) ? o.lora_path : o.unet_dir) = request.unet_path.toStdString();
             auto loaded = std::make_unique<Loaded>(
-                Loaded{request.model_path, request.unet_path, request.device,
+                Loaded{request.model_path, request.unet_path, device,
                        ModelBundle::load(request.model_path.toStdString(), o)});
             loaded_ = std::move(loaded);
         }

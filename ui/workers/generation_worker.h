@@ -15,6 +15,17 @@ namespace kto::ui {
 
 // True when libtorch sees a CUDA device (for the Settings dialog's device list).
 bool cudaAvailable();
+int cudaDeviceCount();  // 0 without CUDA
+
+// The GPU is shared between the app's workers: while a training run uses CUDA it holds the GPU,
+// and generation or comparison renders asked for CUDA run on the CPU meanwhile (they never compete
+// with the run for GPU memory, which could end it out of memory) and say so. The training worker
+// sets it; any thread may read it.
+void setTrainingHoldsGpu(bool holds);
+bool trainingHoldsGpu();
+// The device ("cpu"/"cuda") a generation or comparison asked for `requested` runs on now; `note`
+// receives a sentence for the status line when it differs.
+QString deviceForInference(const QString& requested, QString* note);
 // The built-in demo model's folder (core's find_demo_model()), empty when it is not installed.
 QString demoModelFolder();
 

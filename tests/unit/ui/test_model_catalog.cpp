@@ -34,11 +34,13 @@ private slots:
         base.write(demo.toUtf8());
         base.close();
         touch(runs + "/3/checkpoints/step-10/unet/config.json");             // UNet only, base unknown
+        touch(runs + "/4/checkpoints/step-20/pytorch_lora_weights.safetensors");  // LoRA, base in config.json
+        touch(runs + "/4/config.json", "{\"model\": \"" + demo.toUtf8() + "\"}");
 
         ModelCatalog catalog;
         QAbstractItemModelTester tester(&catalog, QAbstractItemModelTester::FailureReportingMode::QtTest);
         catalog.rescan(demo, {mine, tmp.filePath("not-a-model"), demo, tmp.filePath("gone")}, runs);
-        QCOMPARE(catalog.rowCount(), 4);
+        QCOMPARE(catalog.rowCount(), 5);
         QCOMPARE(catalog.entry(0)->kind, ModelEntry::Kind::Demo);
         QCOMPARE(catalog.entry(0)->name, QString("kto-demo"));
         QVERIFY(catalog.index(0).data().toString().contains("demo"));
@@ -48,6 +50,11 @@ private slots:
         QCOMPARE(catalog.entry(3)->path, demo);
         QCOMPARE(catalog.entry(3)->unet_path, runs + "/2/checkpoints/step-50/unet");
         QCOMPARE(catalog.rowOfPath(demo, runs + "/2/checkpoints/step-50/unet"), 3);
+        QVERIFY(!isLoraFile(catalog.entry(3)->unet_path));
+        QCOMPARE(catalog.entry(4)->name, QString("4/checkpoints/step-20 (LoRA)"));
+        QCOMPARE(catalog.entry(4)->path, demo);
+        QCOMPARE(catalog.entry(4)->unet_path, runs + "/4/checkpoints/step-20/pytorch_lora_weights.safetensors");
+        QVERIFY(isLoraFile(catalog.entry(4)->unet_path));
         QCOMPARE(catalog.rowOfName("my-model"), 1);
         QCOMPARE(catalog.rowOfName("nope"), -1);
 
