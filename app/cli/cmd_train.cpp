@@ -16,6 +16,8 @@
 
 #include "app/cli/command.h"
 #include "core/common/error.h"
+#include "core/io/model_folder.h"
+#include "core/train/dataset.h"
 #include "core/train/dist_launcher.h"
 #include "core/train/distributed.h"
 #include "core/train/trainer.h"
@@ -49,7 +51,7 @@ std::string num(double v, const char* fmt) {
 }
 
 struct Args {
-    std::string model, data, workspace, out, preset;
+    std::string model, data, workspace, records, options_file, out, preset;
     std::string objective, reference_point, utility, schedule, mixed_precision, intersections = "like";
     kto::cli::ImageFilterArgs filters;
     std::optional<double> beta, lr, lambda_d, lambda_u, caption_dropout, positive_ratio, grad_clip;
@@ -125,17 +127,22 @@ int run_train(const Args& a) {
         throw kto::Error("--nproc: this process is already a worker (WORLD_SIZE is set); launch with either "
                          "--nproc or torchrun-style environment variables, not both");
     if (a.nproc > 1) return launch_local_training(a);
-    if (a.data.empty() == a.workspace.empty())
-        throw kto::Error("train: give exactly one of --data DIR (an exported dataset folder) or "
-                         "--workspace DIR (train on the workspace's labels)");
-    kto::TrainOptions o = a.preset.empty() ? kto::TrainOptions{} : kto::train_preset(a.preset);
+    if (int(!a.data.empty()) + int(!a.workspace.empty()) + int(!a.records.empty()) != 1)
+        throw kto::Error("train: give exactly one of --data DIR (an exported dataset folder), "
+                         "--workspace DIR (train on the workspace's labels) or --records FILE (a snapshot "
+                         "of labelled images)");
+    if (!a.options_file.empty() && !a.preset.empty())
+        throw kto::Error("train: give --options FILE or --preset NAME, not both");
+    kto::TrainOptions o = !a.options_file.empty() ? kto::TrainOptions::from_json(kto::read_json_file(a.options_file))
+                          : a.preset.empty()      ? kto::TrainOptions{}
+                                                  : kto::train_preset(a.preset);
     if (!a.objective.empty()) o.objective = kto::parse_objective(a.objective, "--objective");
     if (a.beta) o.beta = *a.beta;
     if (a.lambda_d) o.lambda_desirable = *a.lambda_d;
     if (a.lambda_u) o.lambda_undesirable = *a.lambda_u;
     if (!a.reference_point.empty()) o.reference_point = kto::parse_reference_point(a.reference_point, "--reference-point");
     if (!a.utility.empty()) o.utility = kto::parse_utility(a.utility, "--utility");
-    o.allow_one_class = a.allow_one_class;
+    o.allow_one_class = o.allow_one_class || a.allow_one_class;
     if (a.steps) o.steps = *a.steps;
     if (a.batch) o.batch_size = *a.batch;
     if (a.accum) o.grad_accumulation = *a.accum;
@@ -153,7 +160,8 @@ int run_train(const Args& a) {
     if (a.positive_ratio) o.positive_ratio = *a.positive_ratio;
     o.lora.enabled = o.lora.enabled || a.lora;
     if (a.lora_rank) o.lora.rank = *a.lora_rank;
-    o.lora.alpha = a.lora_alpha ? *a.lora_alpha : static_cast<double>(o.lora.rank);
+    if (a.lora_alpha) o.lora.alpha = *a.lora_alpha;
+    else if (a.lora_rank || a.options_file.empty()) o.lora.alpha = static_cast<double>(o.lora.rank);
     if (!a.device.empty()) o.device = a.device;
     if (!a.mixed_precision.empty()) {
         if (a.mixed_precision == "no") o.mixed_precision = kto::MixedPrecision::no;
@@ -187,7 +195,9 @@ int run_train(const Args& a) {
         }
         req.distributed = std::make_shared<kto::DistributedContext>(*dist_env, device);
     }
-    if (!a.data.empty()) {
+    if (!a.records.empty()) {
+        req.records = kto::read_records_file(a.records);
+    } else if (!a.data.empty()) {
         kto::DatasetFolderOptions fo;
         if (a.intersections == "skip") fo.intersections_desirable = false;
         else if (a.intersections != "like") throw kto::Error("--intersections: expected like or skip");
@@ -251,6 +261,11 @@ kto::cli::CommandRegistrar reg{
          sub.add_option("--model", a->model, "Base model folder (diffusers layout)")->required();
          sub.add_option("--data", a->data, "Exported dataset folder (train_processed_v3.csv + train/)");
          sub.add_option("--workspace", a->workspace, "Train on this workspace's labelled images");
+         sub.add_option("--records", a->records,
+                        "Train on a snapshot of labelled images: a JSON array of {image, caption, liked} "
+                        "(the app writes one per multi-process run)");
+         sub.add_option("--options", a->options_file,
+                        "Trainer options as JSON (a run's config.json \"options\"); the flags below override");
          sub.add_option("--label", a->filters.label, "Workspace filter: liked, disliked or labeled (default)")
              ->check(CLI::IsMember({"liked", "disliked", "labeled", "any"}));
          sub.add_option("--prompt", a->filters.prompt, "Workspace filter: prompt contains this text");

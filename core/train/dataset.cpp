@@ -8,8 +8,12 @@
 #include <map>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/common/error.h"
 #include "core/common/image_decode.h"
+#include "core/common/png_text.h"
+#include "core/io/model_folder.h"
 
 namespace fs = std::filesystem;
 
@@ -82,6 +86,29 @@ int find_column(const std::vector<std::string>& header, std::initializer_list<co
 }
 
 }  // namespace
+
+void write_records_file(const std::string& path, const std::vector<TrainRecord>& records) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& r : records) j.push_back({{"image", r.image_path}, {"caption", r.caption}, {"liked", r.desirable}});
+    const std::string text = j.dump(1);
+    write_file_atomic(path, std::vector<uint8_t>(text.begin(), text.end()));
+}
+
+std::vector<TrainRecord> read_records_file(const std::string& path) {
+    const nlohmann::json j = read_json_file(path);
+    if (!j.is_array()) throw Error(path + ": expected a JSON array of {\"image\", \"caption\", \"liked\"} entries");
+    std::vector<TrainRecord> out;
+    out.reserve(j.size());
+    for (size_t i = 0; i < j.size(); ++i) {
+        const auto& e = j[i];
+        const auto where = path + ": entry " + std::to_string(i + 1);
+        if (!e.is_object() || !e.contains("image") || !e["image"].is_string() || !e.contains("liked") ||
+            !e["liked"].is_boolean() || (e.contains("caption") && !e["caption"].is_string()))
+            throw Error(where + ": expected {\"image\": path, \"caption\": text, \"liked\": true|false}");
+        out.push_back({e["image"].get<std::string>(), e.value("caption", std::string()), e["liked"].get<bool>()});
+    }
+    return out;
+}
 
 std::vector<TrainRecord> read_dataset_folder(const std::string& dir, const DatasetFolderOptions& options) {
     const fs::path root(dir);

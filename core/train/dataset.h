@@ -38,6 +38,14 @@ struct DatasetFolderOptions {
 std::vector<TrainRecord> read_dataset_folder(const std::string& dir,
                                              const DatasetFolderOptions& options = {});
 
+// A snapshot of labelled images in a JSON file: [{"image": path, "caption": text, "liked": bool}, ...].
+// The app writes one for a multi-process run so that every worker trains on exactly the same
+// records (`kto-studio-cli train --records FILE`), however the workspace changes meanwhile.
+// write_records_file writes atomically; read_records_file throws kto::Error naming the file and
+// the entry for anything malformed.
+void write_records_file(const std::string& path, const std::vector<TrainRecord>& records);
+std::vector<TrainRecord> read_records_file(const std::string& path);
+
 // Decodes PNG/JPEG/BMP/TGA (stb_image) and applies the deterministic part of the augmentation:
 // resize the shorter side to `resolution` (bilinear, antialiased when shrinking), centre crop to
 // resolution x resolution, scale to [-1, 1]. Returns float [3, R, R]. Throws kto::Error

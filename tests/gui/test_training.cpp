@@ -296,6 +296,45 @@ private slots:
         QCOMPARE(run.value("preset").toString(), QString("demo-cpu"));
     }
 
+    // A data-parallel run of 2 local processes started from the app (rank 0 in the app, rank 1 a
+    // kto-studio-cli worker on Gloo over loopback): steps and a preview arrive as for one process,
+    // pause is not offered, the run's config says 2 workers, and the other rank ends cleanly.
+    void multiProcessRunFromTheApp() {
+        const QString ws = tmp_.filePath("ws-multi");
+        kto::test::fill_workspace(ws, 6, 3);
+        auto w = openWindow(ws);
+        QVERIFY(w);
+        QVERIFY(rateAll(w.get(), 6));
+        w->showArea(MainWindow::TrainArea);
+        TrainPanel* t = w->trainPanel();
+        smallRun(t->form(), 2, 2, 0);
+        t->form()->workersBox()->setValue(2);
+        QCOMPARE(t->form()->problem(), QString());
+        QSignalSpy finished(t, &TrainPanel::runFinished);
+        QSignalSpy steps(w->trainingWorker(), &TrainingWorker::stepDone);
+        QSignalSpy previews(w->trainingWorker(), &TrainingWorker::previewReady);
+        t->startAction()->trigger();
+        QTRY_VERIFY_WITH_TIMEOUT(steps.count() >= 1, 240000);
+        QVERIFY(!t->pauseAction()->isEnabled());
+        QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 240000);
+        const auto outcome = finished.first().first().value<TrainingOutcome>();
+        QCOMPARE(outcome.error, QString());
+        QCOMPARE(outcome.steps_done, qint64(2));
+        QCOMPARE(steps.count(), 2);
+        QVERIFY(previews.count() >= 1);
+        const QString run = t->liveRunDir();
+        QFile config(run + "/config.json");
+        QVERIFY(config.open(QIODevice::ReadOnly));
+        const QJsonObject c = QJsonDocument::fromJson(config.readAll()).object();
+        QCOMPARE(c.value("workers").toInt(), 2);
+        QCOMPARE(c.value("global_batch").toInt(), 4);
+        QFile log(run + "/worker-1.log");
+        QVERIFY(log.open(QIODevice::ReadOnly));
+        const QString text = QString::fromUtf8(log.readAll());
+        QVERIFY2(text.contains("worker 1 done after 2 steps"), qPrintable(text));
+        QVERIFY(QFileInfo::exists(run + "/records.json"));
+    }
+
     void presetsSaveAndLoad() {
         auto w = openWindow(tmp_.filePath("ws-presets"));
         QVERIFY(w);

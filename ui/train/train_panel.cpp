@@ -276,6 +276,7 @@ void TrainPanel::start() {
     r.model_path = form_->modelPath();
     r.model_name = form_->modelName();
     r.preset = form_->presetId();
+    r.workers = form_->workers();
     startRequest(r, form_->options());
 }
 
@@ -294,6 +295,7 @@ void TrainPanel::continueSelectedRun() {
     r.model_name = run->model_name;
     r.preset = run->preset;
     r.resume = true;
+    r.workers = form_->workers();  // a run resumes on any number of processes
     startRequest(r, run->options);
 }
 
@@ -312,6 +314,7 @@ void TrainPanel::startRequest(TrainingRequest request, const QJsonObject& option
     pausing_ = paused_ = false;
     live_dir_ = QFileInfo(request.run_dir).absoluteFilePath();
     live_options_ = options;
+    live_workers_ = request.workers;
     live_steps_.clear();
     live_previews_.clear();
     log_->clear();
@@ -507,7 +510,7 @@ void TrainPanel::updateDetails() {
 
 void TrainPanel::updateActions() {
     start_->setEnabled(!running_);
-    pause_->setEnabled(running_ && !pausing_ && !paused_);
+    pause_->setEnabled(running_ && !pausing_ && !paused_ && live_workers_ <= 1);
     resume_->setEnabled(running_ && (pausing_ || paused_));
     cancel_->setEnabled(running_);
     form_->setEnabled(!running_);

@@ -123,6 +123,7 @@ private:
     bool paused_ = false;
     QString live_dir_;
     QJsonObject live_options_;
+    int live_workers_ = 1;        // processes of the live run (> 1: data-parallel, no pause)
     QVector<TrainingStep> live_steps_;
     QMap<qint64, PreviewTiles> live_previews_;
     QString shown_dir_;

@@ -16,10 +16,12 @@
 #include <QSettings>
 #include <QSpinBox>
 #include <QVBoxLayout>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "ui/generate/model_catalog.h"
+#include "ui/workers/generation_worker.h"
 #include "ui/workers/training_worker.h"
 
 namespace kto::ui {
@@ -108,6 +110,11 @@ TrainingForm::TrainingForm(ModelCatalog* catalog, QWidget* parent) : QWidget(par
     lora_rank_ = spin(this, "trainLoraRank", 1, 256, tr("LoRA rank (alpha = rank)"));
     connect(lora_, &QCheckBox::toggled, lora_rank_, &QWidget::setEnabled);
     device_ = combo(this, "trainDevice", {"cpu", "cuda"});
+    workers_ = spin(this, "trainWorkers", 1, 64,
+                    tr("Processes of a data-parallel run on this machine (torch.distributed: NCCL on GPUs, "
+                       "Gloo on the CPU): one per GPU on a multi-GPU machine. Pause is not offered for "
+                       "multi-process runs."));
+    workers_->setValue(std::max(1, cudaDeviceCount()));
     precision_ = combo(this, "trainPrecision", {"no", "fp16", "bf16"});
     precision_->setToolTip(tr("Mixed precision (CUDA only)"));
     checkpointing_ = new QCheckBox(tr("Gradient checkpointing (less memory, slower)"), this);
@@ -166,6 +173,7 @@ TrainingForm::TrainingForm(ModelCatalog* catalog, QWidget* parent) : QWidget(par
     device_row->addWidget(new QLabel(tr("mixed precision"), this));
     device_row->addWidget(precision_);
     df->addRow(tr("&Device"), device_row);
+    df->addRow(tr("&Processes"), workers_);
     df->addRow(checkpointing_);
 
     auto* out_box = new QGroupBox(tr("Checkpoints and previews"), this);
@@ -369,6 +377,8 @@ QJsonObject TrainingForm::options() const {
     return o;
 }
 
+int TrainingForm::workers() const { return workers_->value(); }
+
 QString TrainingForm::problem() const {
     if (modelPath().isEmpty()) return tr("Choose a base model (add a model folder in the Generate area).");
     bool lr_ok = false;
@@ -378,6 +388,9 @@ QString TrainingForm::problem() const {
     seeds(&seeds_ok);
     if (!seeds_ok) return tr("Probe seeds: enter whole numbers separated by commas, e.g. 0, 1.");
     const QJsonObject o = options();
+    const int gpus = cudaDeviceCount();
+    if (workers() > 1 && device_->currentText() == "cuda" && workers() > gpus)
+        return tr("%1 processes on CUDA need %1 GPUs; this machine has %2.").arg(workers()).arg(gpus);
     if (preview_every_->value() > 0 && o.value("probe_prompts").toArray().isEmpty())
         return tr("Previews need at least one probe prompt (or set \"Preview every\" to off).");
     return checkTrainingOptions(QJsonDocument(o).toJson(QJsonDocument::Compact));

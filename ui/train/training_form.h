@@ -54,6 +54,9 @@ public:
     QLineEdit* probeSeedsEdit() const { return probe_seeds_; }
     QCheckBox* loraBox() const { return lora_; }
     QComboBox* deviceBox() const { return device_; }
+    // Processes of a data-parallel run on this machine (1: train in the app's own process).
+    int workers() const;
+    QSpinBox* workersBox() const { return workers_; }
 
 public slots:
     void refreshModels();  // re-reads the catalog's base models (not checkpoints)
@@ -86,6 +89,7 @@ private:
     QCheckBox* lora_;
     QSpinBox* lora_rank_;
     QComboBox* device_;
+    QSpinBox* workers_;
     QComboBox* precision_;
     QCheckBox* checkpointing_;
     QSpinBox* checkpoint_every_;

@@ -19,6 +19,7 @@ struct TrainingRequest {
     QString preset;           // the preset the form started from (recorded in run.json)
     QByteArray options_json;  // kto::TrainOptions as JSON
     bool resume = false;      // continue from the run folder's last complete checkpoint
+    int workers = 1;          // > 1: a data-parallel run of this many local processes (one per GPU on CUDA)
 };
 
 // kto::StepMetrics, copied (NaN where a value is not defined for the step).

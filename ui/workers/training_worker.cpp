@@ -3,15 +3,26 @@
 
 #include "ui/workers/training_worker.h"
 
+#include "ui/workers/generation_worker.h"
+
+#include <QCoreApplication>
 #include <QDateTime>
 #include <QDir>
 #include <QFile>
+#include <QFileInfo>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QProcess>
+#include <QProcessEnvironment>
 #include <QSaveFile>
+#include <QStandardPaths>
+#include <QThread>
 #include <cmath>
 
 #include "core/common/error.h"
+#include "core/train/dataset.h"
+#include "core/train/dist_launcher.h"
+#include "core/train/distributed.h"
 #include "core/train/trainer.h"
 #include "storage/store/store.h"
 #include "storage/store/workspace.h"
@@ -64,6 +75,126 @@ std::vector<TrainRecord> labelled_records(const QString& workspace) {
             out.push_back({img.path.string(), img.prompt, img.label == storage::Label::Like});
     return out;
 }
+
+// kto-studio-cli, which runs the other ranks of a multi-process run: $KTO_CLI, else beside this
+// executable, else on PATH.
+QString find_cli() {
+    const QString env = qEnvironmentVariable("KTO_CLI");
+    if (!env.isEmpty() && QFileInfo(env).isExecutable()) return env;
+    const QString beside = QCoreApplication::applicationDirPath() + "/kto-studio-cli";
+    if (QFileInfo(beside).isExecutable()) return beside;
+    return QStandardPaths::findExecutable("kto-studio-cli");
+}
+
+QString log_tail(const QString& path, int lines) {
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly)) return {};
+    const QStringList all = QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
+    return all.mid(std::max(0, static_cast<int>(all.size()) - lines)).join("\n");
+}
+
+// Ranks 1..N-1 of a data-parallel run started from the app: kto-studio-cli processes on this
+// machine, as torchrun would start them (RANK, WORLD_SIZE, MASTER_ADDR/PORT), training on the same
+// snapshot of records and options; this process is rank 0 (it alone writes the run folder and
+// reports steps and previews). Their output goes to <run>/worker-<rank>.log.
+class LocalWorkerGroup {
+public:
+    LocalWorkerGroup(const TrainingRequest& request, const TrainRequest& job, int workers)
+        : workers_(workers), run_dir_(request.run_dir) {
+        const QString cli = find_cli();
+        if (cli.isEmpty())
+            throw Error("a multi-process run needs kto-studio-cli (beside the app, on PATH or named by KTO_CLI); "
+                        "it was not found: install it or train with 1 process");
+        const QString records = run_dir_ + "/records.json", options = run_dir_ + "/options.json";
+        write_records_file(records.toStdString(), job.records);
+        write_file(options, QByteArray::fromStdString(job.options.to_json().dump(1)));
+        port_ = find_free_port();
+        const int cores = std::max(1, QThread::idealThreadCount());
+        for (int rank = 1; rank < workers_; ++rank) {
+            auto p = std::make_unique<QProcess>();
+            QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+            env.insert("RANK", QString::number(rank));
+            env.insert("LOCAL_RANK", QString::number(rank));
+            env.insert("WORLD_SIZE", QString::number(workers_));
+            env.insert("LOCAL_WORLD_SIZE", QString::number(workers_));
+            env.insert("MASTER_ADDR", "127.0.0.1");
+            env.insert("MASTER_PORT", QString::number(port_));
+            if (!env.contains("KTO_THREADS")) env.insert("KTO_THREADS", QString::number(std::max(1, cores / workers_)));
+            p->setProcessEnvironment(env);
+            const QString log = run_dir_ + QString("/worker-%1.log").arg(rank);
+            p->setStandardOutputFile(log);
+            p->setStandardErrorFile(log, QIODevice::Append);
+            QStringList args{"train", "--model", request.model_path, "--records", records, "--options", options,
+                             "--out", request.run_dir};
+            if (request.resume) args << "--resume";
+            p->start(cli, args);
+            if (!p->waitForStarted(30000))
+                throw Error(cli.toStdString() + ": cannot start worker " + std::to_string(rank) + ": " +
+                            p->errorString().toStdString());
+            processes_.push_back(std::move(p));
+        }
+    }
+    ~LocalWorkerGroup() { stop(); }
+
+    // Rank 0's side of the rendezvous (blocks until every worker has joined, or times out).
+    std::shared_ptr<DistributedContext> connect(torch::Device device) {
+        DistributedOptions d;
+        d.rank = 0;
+        d.local_rank = 0;
+        d.world_size = workers_;
+        d.master_addr = "127.0.0.1";
+        d.master_port = port_;
+        try {
+            return std::make_shared<DistributedContext>(d, device);
+        } catch (const Error& e) {
+            throw Error(e.what() + workers_report());
+        }
+    }
+
+    // After rank 0's run: workers of a finished run end by themselves; anything else is stopped.
+    // Returns what went wrong with them, in words (empty when nothing did).
+    std::string finish(bool rank0_finished) {
+        std::string problems;
+        for (size_t i = 0; i < processes_.size(); ++i) {
+            auto& p = processes_[i];
+            if (rank0_finished) p->waitForFinished(120000);
+            if (p->state() != QProcess::NotRunning) {
+                p->terminate();
+                if (!p->waitForFinished(5000)) {
+                    p->kill();
+                    p->waitForFinished(5000);
+                }
+                continue;
+            }
+            if (rank0_finished && (p->exitStatus() != QProcess::NormalExit || p->exitCode() != 0))
+                problems += "worker " + std::to_string(i + 1) + " ended with status " + std::to_string(p->exitCode());
+        }
+        if (!problems.empty()) problems += workers_report();
+        return problems;
+    }
+
+private:
+    void stop() {
+        for (auto& p : processes_)
+            if (p->state() != QProcess::NotRunning) {
+                p->kill();
+                p->waitForFinished(5000);
+            }
+    }
+    std::string workers_report() const {
+        std::string out;
+        for (int rank = 1; rank < workers_; ++rank) {
+            const QString tail = log_tail(run_dir_ + QString("/worker-%1.log").arg(rank), 4);
+            if (!tail.isEmpty()) out += "\n[worker " + std::to_string(rank) + "] " + tail.toStdString();
+        }
+        return out;
+    }
+
+    int workers_;
+    QString run_dir_;
+    int port_ = 0;
+    std::vector<std::unique_ptr<QProcess>> processes_;
+};
 
 QImage to_qimage(const torch::Tensor& rgb) {
     const auto t = rgb.to(torch::kCPU).to(torch::kUInt8).contiguous();
@@ -162,6 +293,7 @@ TrainingWorker::TrainingWorker(QObject* parent) : QObject(parent) {
 TrainingWorker::~TrainingWorker() = default;
 
 void TrainingWorker::pause() {
+    if (multi_process_) return;  // the other ranks would time out waiting in a collective
     pause_ = true;
     std::lock_guard<std::mutex> lock(mutex_);
     if (job_) job_->pause();
@@ -187,9 +319,11 @@ TrainingWorker::State TrainingWorker::state() const {
 
 void TrainingWorker::start(const TrainingRequest& request) {
     running_ = true;  // a cancel or pause sent before this slot ran is kept
+    multi_process_ = request.workers > 1;
     TrainingOutcome outcome;
     const QString started_at = QDateTime::currentDateTime().toString(Qt::ISODate);
     bool folder_ready = false;
+    std::unique_ptr<LocalWorkerGroup> group;  // ranks 1..N-1 of a multi-process run
     try {
         if (!QDir().mkpath(request.run_dir))
             throw Error(request.run_dir.toStdString() + ": cannot create the run folder");
@@ -226,16 +360,33 @@ void TrainingWorker::start(const TrainingRequest& request) {
                                  to_qimage(p.image)});
             emit previewReady(step, tiles);
         };
+        if (req.options.device.rfind("cuda", 0) == 0) {
+            setTrainingHoldsGpu(true);  // generation and comparisons render on the CPU meanwhile
+            emit message(tr("Training on the GPU: the Generate and Compare areas render on the CPU until it ends."));
+        }
+        if (request.workers > 1) {
+            emit message(tr("Starting %1 more worker processes (a data-parallel run of %2; their output: "
+                            "worker-N.log in the run folder)")
+                             .arg(request.workers - 1)
+                             .arg(request.workers));
+            if (req.options.device.rfind("cuda", 0) == 0) req.options.device = "cuda:0";  // rank r: cuda:r
+            group = std::make_unique<LocalWorkerGroup>(request, req, request.workers);
+            req.distributed = group->connect(torch::Device(req.options.device));
+        }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (cancel_) throw Cancelled();
             job_ = std::make_unique<TrainingJob>(std::move(req), std::move(cb));
-            if (pause_) job_->pause();
+            if (pause_ && request.workers <= 1) job_->pause();
         }
         const TrainResult r = job_->run();
         outcome.cancelled = r.cancelled;
         outcome.steps_done = r.steps_done;
         outcome.final_checkpoint = QString::fromStdString(r.final_checkpoint);
+        if (group) {
+            const std::string problems = group->finish(!r.cancelled);
+            if (!problems.empty()) emit message(QString::fromStdString(problems));
+        }
     } catch (const Cancelled&) {
         outcome.cancelled = true;
     } catch (const nlohmann::json::exception& e) {
@@ -248,6 +399,9 @@ void TrainingWorker::start(const TrainingRequest& request) {
         std::lock_guard<std::mutex> lock(mutex_);
         done = std::move(job_);  // destroyed here, on the thread that ran it
     }
+    if (group) group->finish(false);  // a failed or cancelled run: the other ranks are stopped
+    group.reset();
+    setTrainingHoldsGpu(false);
     if (folder_ready) {
         const QString status = !outcome.error.isEmpty() ? "failed" : outcome.cancelled ? "cancelled" : "finished";
         try {
@@ -258,6 +412,7 @@ void TrainingWorker::start(const TrainingRequest& request) {
     }
     cancel_ = false;
     pause_ = false;
+    multi_process_ = false;
     running_ = false;
     emit finished(outcome);
 }

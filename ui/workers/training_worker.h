@@ -8,6 +8,9 @@
 // Besides what the job writes (trainer.h), the run folder gets:
 //   run.json         status (running, finished, cancelled, failed), base model, preset, times, error
 //   base_model.txt   the base model folder, so the Generate area can load UNet checkpoints on it
+//   records.json, options.json, worker-<rank>.log   multi-process runs (request.workers > 1): the
+//                    snapshot every rank trains on, and the output of ranks 1..N-1 (kto-studio-cli
+//                    processes on this machine; this process is rank 0)
 #include <QObject>
 #include <QString>
 #include <QVector>
@@ -43,7 +46,7 @@ public:
     explicit TrainingWorker(QObject* parent = nullptr);
     ~TrainingWorker() override;
 
-    void pause();   // takes effect between two optimizer steps
+    void pause();   // takes effect between two optimizer steps (not offered for multi-process runs)
     void resume();
     void cancel();  // stops within one step, or during data preparation
     // Running while a job runs and steps; Paused once the job sits between two steps waiting.
@@ -66,6 +69,7 @@ private:
     std::atomic<bool> running_{false};
     std::atomic<bool> cancel_{false};    // before the job exists (reading labels)
     std::atomic<bool> pause_{false};
+    std::atomic<bool> multi_process_{false};
 };
 
 }  // namespace kto::ui

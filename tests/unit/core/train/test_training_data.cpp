@@ -117,6 +117,32 @@ private slots:
         QVERIFY2(msg.contains("not found"), qPrintable(msg));
     }
 
+    // The snapshot a multi-process run shares: a round trip keeps order, captions (any text) and
+    // labels; malformed files name the file and the entry.
+    void recordsFileRoundTripAndErrors() {
+        QTemporaryDir tmp;
+        const fs::path d(tmp.path().toStdString());
+        const std::vector<kto::TrainRecord> recs = {{"/data/a.png", "a red \"circle\", café", true},
+                                                    {"b.png", "", false},
+                                                    {"/data/a.png", "line\nbreak", true}};
+        kto::write_records_file((d / "records.json").string(), recs);
+        const auto back = kto::read_records_file((d / "records.json").string());
+        QCOMPARE(back.size(), recs.size());
+        for (size_t i = 0; i < recs.size(); ++i) {
+            QCOMPARE(back[i].image_path, recs[i].image_path);
+            QCOMPARE(back[i].caption, recs[i].caption);
+            QCOMPARE(back[i].desirable, recs[i].desirable);
+        }
+        write_text(d / "bad.json", "[{\"image\": \"x.png\", \"liked\": true}, {\"image\": 3, \"liked\": false}]");
+        auto msg = error_of([&] { kto::read_records_file((d / "bad.json").string()); });
+        QVERIFY2(msg.contains("bad.json") && msg.contains("entry 2"), qPrintable(msg));
+        write_text(d / "obj.json", "{\"image\": \"x.png\"}");
+        msg = error_of([&] { kto::read_records_file((d / "obj.json").string()); });
+        QVERIFY2(msg.contains("JSON array"), qPrintable(msg));
+        msg = error_of([&] { kto::read_records_file((d / "missing.json").string()); });
+        QVERIFY2(msg.contains("missing.json"), qPrintable(msg));
+    }
+
     void preprocessResizesCropsAndNormalises() {
         QTemporaryDir tmp;
         const fs::path p = fs::path(tmp.path().toStdString()) / "wide.png";
