@@ -261,23 +261,30 @@ T parse_number(const std::string& text, const char* column, const CsvReader& csv
     return value;
 }
 
-// Raises the page cache for the bulk transaction and puts it back afterwards.
+// Raises the page cache for the bulk transaction and turns foreign-key checks off for it (every
+// id the import writes comes from a row it has just inserted in the same transaction, so the three
+// parent look-ups per CSV row check nothing), and puts both back afterwards. foreign_keys can only
+// change outside a transaction: construct before BEGIN, destroy after COMMIT/ROLLBACK.
 class BulkPragmas {
 public:
     explicit BulkPragmas(SQLite::Database& db) : db_(db) {
         old_cache_ = db_.execAndGet("PRAGMA cache_size").getInt();
+        old_foreign_keys_ = db_.execAndGet("PRAGMA foreign_keys").getInt();
         db_.exec("PRAGMA cache_size = -32768");  // 32 MiB
+        db_.exec("PRAGMA foreign_keys = OFF");
     }
     ~BulkPragmas() {
         try {
             db_.exec("PRAGMA cache_size = " + std::to_string(old_cache_));
-        } catch (...) {  // the connection stays usable with the larger cache
+            db_.exec(old_foreign_keys_ ? "PRAGMA foreign_keys = ON" : "PRAGMA foreign_keys = OFF");
+        } catch (...) {  // the connection stays usable
         }
     }
 
 private:
     SQLite::Database& db_;
     int old_cache_ = 0;
+    int old_foreign_keys_ = 1;
 };
 
 }  // namespace

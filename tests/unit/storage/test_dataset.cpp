@@ -299,6 +299,9 @@ private slots:
             QCOMPARE(images[1].byte_size, std::int64_t(tiny_png(2).size()));
             QCOMPARE(store.ensure_image_hash(images[1].id), sha256_hex(tiny_png(2)));
             QCOMPARE(store.find_model("imported:" + d.filename().string())->id, r.model_id);
+            // Foreign keys, off for the bulk insert, are enforced again; the rows are consistent.
+            QCOMPARE(store.connection().execAndGet("PRAGMA foreign_keys").getInt(), 1);
+            QCOMPARE(store.connection().execAndGet("SELECT COUNT(*) FROM pragma_foreign_key_check").getInt(), 0);
         }
     }
 
@@ -377,6 +380,7 @@ private slots:
         QCOMPARE(store.counts().images, std::int64_t(0));
         QCOMPARE(store.models().size(), std::size_t(0));
         QCOMPARE(store.connection().execAndGet("SELECT COUNT(*) FROM labels").getInt(), 0);
+        QCOMPARE(store.connection().execAndGet("PRAGMA foreign_keys").getInt(), 1);  // back on after the rollback
         // The store is still usable afterwards.
         kto::test::add_images(store, "after a failed import", 1);
         QCOMPARE(store.counts().images, std::int64_t(1));
