@@ -1,7 +1,12 @@
 #include "core/common/runtime.h"
 
 #include <torch/torch.h>
+#include <sys/mman.h>
 #include <unistd.h>
+#if TORCH_VERSION_MAJOR < 2
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+#endif
 #if defined(KTO_WITH_CUDA)
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
@@ -19,10 +24,54 @@
 
 namespace kto {
 
+namespace {
+
+#if TORCH_VERSION_MAJOR < 2
+// libtorch's CPU allocator with transparent huge pages for large blocks, as libtorch 2.x does with
+// THP_MEM_ALLOC_ENABLE=1: blocks of 4 MiB and more are 2 MiB-aligned and madvise'd MADV_HUGEPAGE,
+// so activations and attention scores fault in 2 MiB at a time instead of 4 KiB. Measured on the
+// SD 1.5 UNet step at 512x512 (2 cores, a VM where every page fault is expensive): 21-32 s per
+// step with 4 KiB pages, 12 s with huge pages.
+class HugePageCpuAllocator final : public c10::Allocator {
+public:
+    c10::DataPtr allocate(size_t n) const override {
+        void* p = allocate_raw(n);
+        return {p, p, &c10::free_cpu, c10::Device(c10::DeviceType::CPU)};
+    }
+    c10::DeleterFnPtr raw_deleter() const override { return &c10::free_cpu; }
+
+private:
+    static void* allocate_raw(size_t n) {
+        constexpr size_t kHuge = size_t(2) << 20;
+        if (n >= 2 * kHuge) {
+            const size_t size = (n + kHuge - 1) / kHuge * kHuge;
+            void* p = nullptr;
+            if (posix_memalign(&p, kHuge, size) == 0 && p) {
+                madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP it changes nothing
+                return p;
+            }
+        }
+        return c10::alloc_cpu(n);  // 64-byte aligned; throws c10::Error when memory is exhausted
+    }
+};
+#endif
+
+void enable_huge_pages_for_tensors() {
+#if TORCH_VERSION_MAJOR < 2
+    static HugePageCpuAllocator allocator;
+    c10::SetCPUAllocator(&allocator, /*priority=*/1);
+#else
+    setenv("THP_MEM_ALLOC_ENABLE", "1", /*overwrite=*/0);  // read by libtorch at its first CPU allocation
+#endif
+}
+
+}  // namespace
+
 bool configure_allocator() {
 #if defined(__GLIBC__)
     static const bool tuned = [] {
         if (const char* env = std::getenv("KTO_MALLOC_TUNING"); env && std::string(env) == "0") return false;
+        enable_huge_pages_for_tensors();
         // libtorch's CPU allocator is plain malloc. Attention maps and activations of a training
         // step are tens of MB each; above glibc's mmap threshold (32 MiB at most, adaptive) every
         // one is a fresh mmap + page faults + munmap, and freed heap tops are trimmed back to the
@@ -38,6 +87,15 @@ bool configure_allocator() {
     return tuned;
 #else
     return false;
+#endif
+}
+
+void release_free_heap(size_t keep_bytes) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+    const struct mallinfo2 info = mallinfo2();
+    if (info.fordblks > keep_bytes) malloc_trim(0);
+#else
+    (void)keep_bytes;
 #endif
 }
 

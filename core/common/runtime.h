@@ -1,18 +1,25 @@
 #pragma once
 // Process-wide libtorch set-up shared by the app and the CLI.
+#include <cstddef>
 #include <exception>
 #include <string>
 
 namespace kto {
 
-// Tunes glibc malloc for tensor workloads (keeps large blocks in the heap instead of a fresh
-// mmap per tensor); once per process, KTO_MALLOC_TUNING=0 turns it off. Returns whether it is on.
-// configure_torch_threads calls it.
+// Tunes memory for tensor workloads, once per process: glibc malloc keeps large blocks in the heap
+// instead of a fresh mmap per tensor, and tensors of 4 MiB and more get transparent huge pages
+// (libtorch 1.13: an allocator of ours; 2.x: THP_MEM_ALLOC_ENABLE). KTO_MALLOC_TUNING=0 turns both
+// off. Returns whether it is on. configure_torch_threads calls it; call it before the first tensor.
 bool configure_allocator();
 
 // Sets libtorch's intra-op thread count: `threads` if > 0, else KTO_THREADS, else the
 // number of online cores (Debian's libtorch starts with one thread). Returns the count set.
 int configure_torch_threads(int threads = 0);
+
+// Returns free heap memory to the OS (glibc malloc_trim) when more than `keep_bytes` of it is held,
+// e.g. between the phases of a large generation (the UNet's activations are freed before the VAE
+// decodes at full resolution). Cheap when little is free. No-op without glibc.
+void release_free_heap(size_t keep_bytes = size_t(256) << 20);
 
 // "libtorch 1.13.1 (CPU, 2 threads)": a one-line description for --version and logs.
 std::string torch_runtime_summary();

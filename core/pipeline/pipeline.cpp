@@ -231,11 +231,15 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
                          latent_preview(out.pred_original_sample.defined() ? out.pred_original_sample : latents));
     }
     r.latents = latents.to(torch::kCPU, torch::kFloat32);
+    // The UNet's activations are free now: give large freed blocks back before the VAE decodes at
+    // full resolution, so the two phases' peaks do not add up in the process (CPU).
+    if (!bundle.device.is_cuda()) release_free_heap();
     if (o.decode) {
         if (o.should_cancel && o.should_cancel()) throw Cancelled();
         auto decoded = bundle.vae->decode((latents / bundle.vae->scaling_factor()).to(bundle.dtype));
         r.images = (decoded.to(torch::kCPU, torch::kFloat32) / 2 + 0.5).clamp(0.0, 1.0);
         r.rgb = to_rgb8(r.images);
+        if (!bundle.device.is_cuda()) release_free_heap();
     }
     return r;
 }
