@@ -23,9 +23,33 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--seed", opt->seed, "Seed of every random choice")->capture_default_str();
          sub.add_option("--ema-decay", opt->ema_decay, "EMA decay of the saved UNet/text weights (0: off)")
              ->capture_default_str();
+         sub.add_option("--decoder-steps", opt->decoder_steps,
+                        "Last phase: VAE decoder refinement steps on the saved folder (encoder frozen)")
+             ->capture_default_str();
+         auto refine_only = std::make_shared<bool>(false);
+         sub.add_flag("--refine-decoder-only", *refine_only,
+                      "Run only the decoder refinement on the model already in --out");
          sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)");
-         return [opt] {
+         return [opt, refine_only] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
+             if (*refine_only) {
+                 kto::DemoDecoderOptions d;
+                 d.model_dir = opt->out_dir;
+                 d.steps = opt->decoder_steps > 0 ? opt->decoder_steps : d.steps;
+                 d.batch = opt->vae_batch;
+                 d.seed = opt->seed;
+                 d.threads = opt->threads;
+                 kto::refine_demo_decoder(d, [&](const kto::DemoProgress& p) {
+                     if (p.step % 25 == 0 || p.step == p.total) {
+                         std::fprintf(stderr, "\rdecoder %6d/%-6d loss %.4f  %6.0f s", p.step, p.total, p.loss, p.elapsed_s);
+                         if (p.step == p.total) std::fprintf(stderr, "\n");
+                         std::fflush(stderr);
+                     }
+                     return true;
+                 });
+                 std::cout << "decoder refined in " << opt->out_dir << "\n";
+                 return 0;
+             }
              std::string last_phase;
              kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
                  const bool phase_end = p.step == p.total;

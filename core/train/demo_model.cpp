@@ -366,6 +366,61 @@ void train_demo_model(const DemoTrainOptions& opt,
     save_component(*unet, demo_unet_config(), out / "unet", "diffusion_pytorch_model.safetensors");
     save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");
     report("save", 1, 1, 0);
+
+    if (opt.decoder_steps > 0) {
+        DemoDecoderOptions d;
+        d.model_dir = opt.out_dir;
+        d.steps = opt.decoder_steps;
+        d.batch = opt.vae_batch;
+        d.seed = opt.seed;
+        d.threads = opt.threads;
+        refine_demo_decoder(d, progress);  // on the fp16 weights just written, as a later run would
+    }
+}
+
+void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool(const DemoProgress&)>& progress) {
+    if (opt.steps <= 0 || opt.batch <= 0) throw Error("decoder refinement: steps and batch must be > 0");
+    configure_torch_threads(opt.threads);
+    const auto t0 = Clock::now();
+    auto report = [&](int step, double loss) {
+        if (progress && !progress({"decoder", step, opt.steps, loss, seconds_since(t0)})) throw Cancelled();
+    };
+    const fs::path vae_dir = fs::path(opt.model_dir) / "vae";
+    AutoencoderKL vae = load_vae(vae_dir.string());
+    const nlohmann::json config = read_json_file((vae_dir / "config.json").string());
+    std::vector<torch::Tensor> trained;
+    for (auto& p : vae->parameters()) p.set_requires_grad(false);
+    for (auto* m : {static_cast<torch::nn::Module*>(vae->decoder.get()), static_cast<torch::nn::Module*>(vae->post_quant_conv.get())})
+        for (auto& p : m->parameters()) {
+            p.set_requires_grad(true);
+            trained.push_back(p);
+        }
+    torch::manual_seed(opt.seed + 5);
+    torch::optim::AdamW adam(trained, torch::optim::AdamWOptions(opt.lr).weight_decay(1e-4));
+    auto gen = at::detail::createCPUGenerator(opt.seed + 5);
+    const uint64_t stream = opt.seed + 5;  // scenes of their own, as every phase
+    double ema = 0;
+    for (int step = 0; step < opt.steps; ++step) {
+        std::vector<Scene> scenes;
+        for (int i = 0; i < opt.batch; ++i) scenes.push_back(scene_for_index(stream, uint64_t(step) * opt.batch + i));
+        const torch::Tensor x = render_batch(scenes);
+        torch::Tensor z;
+        {
+            torch::NoGradGuard ng;
+            z = vae->encode(x).sample(gen);
+        }
+        const torch::Tensor y = vae->decode(z);
+        const torch::Tensor loss = (y - x).abs().mean() + (y - x).pow(2).mean();
+        adam.zero_grad();
+        loss.backward();
+        torch::nn::utils::clip_grad_norm_(trained, 1.0);
+        const double lr = opt.lr * 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.steps)));
+        for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+        adam.step();
+        ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
+        report(step + 1, ema);
+    }
+    save_component(*vae, config, vae_dir, "diffusion_pytorch_model.safetensors");
 }
 
 namespace {

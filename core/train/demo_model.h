@@ -24,6 +24,7 @@ struct DemoTrainOptions {
     double unet_lr = 1e-3;
     double ema_decay = 0.999;       // EMA of text encoder + UNet weights (saved); 0: last step
     double caption_dropout = 0.1;   // share of empty captions, so classifier-free guidance works
+    int decoder_steps = 0;          // last phase: VAE decoder refinement on the saved folder (refine_demo_decoder)
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
 };
@@ -47,6 +48,20 @@ nlohmann::json demo_model_index();
 // `progress` returns false.
 void train_demo_model(const DemoTrainOptions& options,
                       const std::function<bool(const DemoProgress&)>& progress = {});
+
+// VAE decoder refinement: the encoder (and so the latent space the UNet learned) stays frozen and
+// the decoder learns to reproduce the rendered scenes from the encoder's latent samples (L1 + L2),
+// on the folder's fp16 weights, written back in place. Deterministic for a seed and thread count.
+struct DemoDecoderOptions {
+    std::string model_dir;
+    int steps = 1000;
+    int batch = 16;
+    double lr = 3e-4;
+    uint64_t seed = 20261125;
+    int threads = 0;
+};
+void refine_demo_decoder(const DemoDecoderOptions& options,
+                         const std::function<bool(const DemoProgress&)>& progress = {});
 
 struct DemoEvalOptions {
     std::string model_dir;
