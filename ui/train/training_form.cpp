@@ -172,7 +172,9 @@ TrainingForm::TrainingForm(ModelCatalog* catalog, QWidget* parent) : QWidget(par
     device_row->addWidget(device_);
     device_row->addWidget(new QLabel(tr("mixed precision"), this));
     device_row->addWidget(precision_);
-    df->addRow(tr("&Device"), device_row);
+    auto* device_label = new QLabel(tr("&Device"), this);  // a layout as the field: set the buddy by hand
+    device_label->setBuddy(device_);
+    df->addRow(device_label, device_row);
     df->addRow(tr("&Processes"), workers_);
     df->addRow(checkpointing_);
 
