@@ -106,7 +106,8 @@ nlohmann::json read_json_file(const std::string& path) {
     check_json_nesting(text, path);
     try {
         return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+        // parse_error, and out_of_range for numbers beyond double ("1.5e1900"; found by fuzz_model_config).
         throw Error(path + ": invalid JSON (" + e.what() + ")");
     }
 }

@@ -63,6 +63,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         kto::SchedulerConfig::from_json(kto::parse_json_with_infinity(text, "scheduler_config.json"),
                                         "scheduler_config.json");
     });
+    if (!j.is_object()) {  // JsonConfig refuses anything but an object, with a kto::Error
+        expect_kto_error_only([&] { kto::JsonConfig(j, "config.json"); });
+        return 0;
+    }
     const kto::JsonConfig cfg(j, "config.json");
     for (const char* key : {"in_channels", "block_out_channels", "_class_name", "sample_size",
                             "scaling_factor", "down_block_types", "center_input_sample"}) {
