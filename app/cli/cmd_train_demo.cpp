@@ -33,12 +33,8 @@ kto::cli::CommandRegistrar train_reg{
          return [opt, refine_only] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              if (*refine_only) {
-                 kto::DemoDecoderOptions d;
-                 d.model_dir = opt->out_dir;
-                 d.steps = opt->decoder_steps > 0 ? opt->decoder_steps : d.steps;
-                 d.batch = opt->vae_batch;
-                 d.seed = opt->seed;
-                 d.threads = opt->threads;
+                 kto::DemoDecoderOptions d = kto::decoder_refinement(*opt);
+                 if (d.steps <= 0) d.steps = kto::DemoDecoderOptions{}.steps;
                  kto::refine_demo_decoder(d, [&](const kto::DemoProgress& p) {
                      if (p.step % 25 == 0 || p.step == p.total) {
                          std::fprintf(stderr, "\rdecoder %6d/%-6d loss %.4f  %6.0f s", p.step, p.total, p.loss, p.elapsed_s);

@@ -367,15 +367,18 @@ void train_demo_model(const DemoTrainOptions& opt,
     save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");
     report("save", 1, 1, 0);
 
-    if (opt.decoder_steps > 0) {
-        DemoDecoderOptions d;
-        d.model_dir = opt.out_dir;
-        d.steps = opt.decoder_steps;
-        d.batch = opt.vae_batch;
-        d.seed = opt.seed;
-        d.threads = opt.threads;
-        refine_demo_decoder(d, progress);  // on the fp16 weights just written, as a later run would
-    }
+    if (opt.decoder_steps > 0)
+        refine_demo_decoder(decoder_refinement(opt), progress);  // on the fp16 weights just written
+}
+
+DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
+    DemoDecoderOptions d;
+    d.model_dir = opt.out_dir;
+    d.steps = opt.decoder_steps;
+    d.batch = opt.vae_batch;
+    d.seed = opt.seed;
+    d.threads = opt.threads;
+    return d;
 }
 
 void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool(const DemoProgress&)>& progress) {

@@ -60,6 +60,8 @@ struct DemoDecoderOptions {
     uint64_t seed = 20261125;
     int threads = 0;
 };
+// The refinement phase of a train-demo run: its folder, decoder_steps, vae_batch, seed, threads.
+DemoDecoderOptions decoder_refinement(const DemoTrainOptions& options);
 void refine_demo_decoder(const DemoDecoderOptions& options,
                          const std::function<bool(const DemoProgress&)>& progress = {});
 

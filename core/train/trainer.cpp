@@ -18,6 +18,7 @@
 #include "core/common/error.h"
 #include "core/nn/autocast.h"
 #include "core/io/safetensors.h"
+#include "core/nn/lora.h"
 #include "core/nn/unet.h"
 #include "core/sampling/scheduler.h"
 #include "core/train/distributed.h"
@@ -307,6 +308,17 @@ struct Trainer::Micro {
     torch::Tensor context;  // [N,77,D]
     torch::Tensor desirable;  // [N] bool
 };
+
+void Trainer::Parts::use_lora(UNetLoRA& lora) {
+    UNetLoRA* l = &lora;
+    set_adapters_enabled = [l](bool on) { l->set_enabled(on); };
+    save_lora = [l](const std::string& path) { l->save(path); };
+    lora_parameters.clear();
+    for (const auto& [path, ad] : l->adapters()) {
+        lora_parameters.emplace_back("unet." + path + ".lora_A.weight", ad->A);
+        lora_parameters.emplace_back("unet." + path + ".lora_B.weight", ad->B);
+    }
+}
 
 Trainer::Trainer(Parts parts, TrainingSet data, TrainOptions options)
     : parts_(std::move(parts)),

@@ -34,6 +34,7 @@ namespace kto {
 
 class Scheduler;
 class UNet2DConditionModelImpl;
+class UNetLoRA;
 class DistributedContext;
 class GradientReducer;
 
@@ -160,6 +161,9 @@ public:
         // worker: every rank draws the global batch from the shared seed and trains on its rows.
         std::shared_ptr<DistributedContext> distributed;
         std::function<void(const std::string& path)> save_lora;
+
+        // Wires the three LoRA members above to `lora` (which must outlive the trainer).
+        void use_lora(UNetLoRA& lora);
     };
     Trainer(Parts parts, TrainingSet data, TrainOptions options);
     ~Trainer();

@@ -206,13 +206,7 @@ TrainResult TrainingJob::run_job() {
         lc.dtype = torch::kFloat32;  // fp32 master weights for the adapters
         torch::manual_seed(o.seed);  // adapter initialisation is part of the seeded run
         lora = std::make_unique<UNetLoRA>(unet, lc);
-        auto* l = lora.get();
-        parts.set_adapters_enabled = [l](bool on) { l->set_enabled(on); };
-        parts.save_lora = [l](const std::string& path) { l->save(path); };
-        for (const auto& [path, ad] : l->adapters()) {
-            parts.lora_parameters.emplace_back("unet." + path + ".lora_A.weight", ad->A);
-            parts.lora_parameters.emplace_back("unet." + path + ".lora_B.weight", ad->B);
-        }
+        parts.use_lora(*lora);
     } else if (o.objective != ObjectiveKind::sft) {
         // A frozen copy of the starting UNet (KTO.md: no EMA); half precision under autocast.
         const auto ref_dtype = o.mixed_precision == MixedPrecision::bf16   ? torch::kBFloat16

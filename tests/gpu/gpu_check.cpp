@@ -297,13 +297,7 @@ void check_sd15_training(const Args& a, torch::Device device) {
             kto::LoRAConfig lc;
             lc.dtype = torch::kFloat32;
             adapters = std::make_unique<kto::UNetLoRA>(unet, lc);
-            auto* l = adapters.get();
-            parts.set_adapters_enabled = [l](bool on) { l->set_enabled(on); };
-            parts.save_lora = [l](const std::string& path) { l->save(path); };
-            for (const auto& [path, ad] : l->adapters()) {
-                parts.lora_parameters.emplace_back("unet." + path + ".lora_A.weight", ad->A);
-                parts.lora_parameters.emplace_back("unet." + path + ".lora_B.weight", ad->B);
-            }
+            parts.use_lora(*adapters);
         } else {
             kto::ModuleOptions ro;
             ro.tensor = torch::TensorOptions().device(device).dtype(device.is_cuda() ? torch::kBFloat16 : torch::kFloat32);

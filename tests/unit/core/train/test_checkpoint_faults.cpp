@@ -9,7 +9,6 @@
 #include <QtTest/QtTest>
 #include <torch/torch.h>
 
-#include <stb/stb_image_write.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -26,50 +25,21 @@
 #include "core/io/safetensors.h"
 #include "core/train/trainer.h"
 #include "tests/support/test_paths.h"
+#include "tests/support/training_fixtures.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string tiny() { return kto::test::reference_dir() + "/tiny-sd"; }
+using kto::test::count_lines;
 
-// 4 liked and 2 disliked 80x64 images under root/data/ + the CSV (as test_training_job.cpp).
-void make_dataset(const fs::path& root) {
-    fs::create_directories(root / "train");
-    std::string csv = "file_path,caption,label\n";
-    for (int i = 0; i < 6; ++i) {
-        const bool liked = i < 4;
-        std::vector<uint8_t> px(80 * 64 * 3);
-        for (size_t k = 0; k < px.size(); ++k) px[k] = static_cast<uint8_t>((liked ? 150 : 20) + (k * 7 + i * 13) % 90);
-        const std::string name = "train/img" + std::to_string(i) + ".png";
-        stbi_write_png((root / name).string().c_str(), 80, 64, 3, px.data(), 80 * 3);
-        csv += name + ",a photograph of an astronaut riding a horse," + (liked ? "exclusive_win" : "exclusive_lose") + "\n";
-    }
-    std::ofstream(root / "train_processed_v3.csv") << csv;
-}
-
+// As test_training_job's runs, keeping every checkpoint, without previews, resuming when possible.
 kto::TrainRequest request(const fs::path& root, const std::string& run, int64_t steps) {
-    kto::TrainRequest r;
-    r.model_dir = tiny();
-    r.records = kto::read_dataset_folder((root / "data").string());
-    r.out_dir = (root / "runs" / run).string();
-    r.options.steps = steps;
-    r.options.batch_size = 2;
-    r.options.learning_rate = 1e-4;
-    r.options.warmup_steps = 0;
-    r.options.checkpoint_every = 1;
+    kto::TrainRequest r = kto::test::tiny_train_request(root, run, steps);
     r.options.keep_last = 10;
     r.options.preview_every = 0;
     r.resume = true;
     return r;
-}
-
-int count_lines(const fs::path& p) {
-    std::ifstream in(p);
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line)) ++n;
-    return n;
 }
 
 std::vector<std::string> entries(const fs::path& dir) {
@@ -177,7 +147,7 @@ class TestCheckpointFaults : public QObject {
 private slots:
     void initTestCase() {
         root_ = tmp_.path().toStdString();
-        make_dataset(root_ / "data");
+        kto::test::make_tiny_dataset(root_ / "data");
         const auto r = kto::TrainingJob(request(root_, "straight", 4)).run();
         QCOMPARE(r.steps_done, int64_t(4));
         straight_ = r.final_checkpoint;

@@ -4,8 +4,6 @@
 #include <QtTest/QtTest>
 #include <torch/torch.h>
 
-#include <stb/stb_image_write.h>
-
 #include <filesystem>
 #include <fstream>
 
@@ -14,49 +12,15 @@
 #include "core/io/safetensors.h"
 #include "core/train/trainer.h"
 #include "tests/support/test_paths.h"
+#include "tests/support/training_fixtures.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string tiny() { return kto::test::reference_dir() + "/tiny-sd"; }
-
-// 4 liked (bright) and 2 disliked (dark) 80x64 images under root/train/ + the CSV.
-void make_dataset(const fs::path& root) {
-    fs::create_directories(root / "train");
-    std::string csv = "file_path,caption,label\n";
-    for (int i = 0; i < 6; ++i) {
-        const bool liked = i < 4;
-        std::vector<uint8_t> px(80 * 64 * 3);
-        for (size_t k = 0; k < px.size(); ++k) px[k] = static_cast<uint8_t>((liked ? 150 : 20) + (k * 7 + i * 13) % 90);
-        const std::string name = "train/img" + std::to_string(i) + ".png";
-        stbi_write_png((root / name).string().c_str(), 80, 64, 3, px.data(), 80 * 3);
-        csv += name + ",a photograph of an astronaut riding a horse," + (liked ? "exclusive_win" : "exclusive_lose") + "\n";
-    }
-    std::ofstream(root / "train_processed_v3.csv") << csv;
-}
-
-kto::TrainRequest request(const fs::path& root, const std::string& run, int64_t steps) {
-    kto::TrainRequest r;
-    r.model_dir = tiny();
-    r.records = kto::read_dataset_folder((root / "data").string());
-    r.out_dir = (root / "runs" / run).string();
-    r.options.steps = steps;
-    r.options.batch_size = 2;
-    r.options.learning_rate = 1e-4;
-    r.options.warmup_steps = 0;
-    r.options.checkpoint_every = 1;
-    r.options.keep_last = 2;
-    return r;
-}
-
-int count_lines(const fs::path& p) {
-    std::ifstream in(p);
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line)) ++n;
-    return n;
-}
+using kto::test::count_lines;
+using kto::test::make_tiny_dataset;
+using kto::test::tiny_train_request;
 
 }  // namespace
 
@@ -67,9 +31,9 @@ private slots:
     void runFolderCacheReuseAndResume() {
         QTemporaryDir tmp;
         const fs::path root(tmp.path().toStdString());
-        make_dataset(root / "data");
+        make_tiny_dataset(root / "data");
 
-        auto req = request(root, "a", 3);
+        auto req = tiny_train_request(root, "a", 3);
         req.options.preview_every = 2;
         req.options.probe_prompts = {"a photograph of an astronaut riding a horse"};
         req.options.probe_seeds = {7};
@@ -104,7 +68,7 @@ private slots:
         QCOMPARE(r1.final_checkpoint, (run / "checkpoints" / "step-3").string());
 
         // Second run over the same data: no VAE or text-encoder work at all. LoRA this time.
-        auto req2 = request(root, "b", 2);
+        auto req2 = tiny_train_request(root, "b", 2);
         req2.options.lora.enabled = true;
         kto::TrainingJob job2(req2);
         const auto r2 = job2.run();
@@ -114,26 +78,26 @@ private slots:
         QVERIFY(fs::exists(fs::path(req2.out_dir) / "checkpoints" / "step-2" / "pytorch_lora_weights.safetensors"));
 
         // Resume: run a to 5 steps from its last checkpoint; a fresh run of 5 steps gives the same weights.
-        auto req3 = request(root, "a", 5);
+        auto req3 = tiny_train_request(root, "a", 5);
         req3.resume = true;
         const auto r3 = kto::TrainingJob(req3).run();
         QCOMPARE(r3.steps_done, int64_t(5));
         QCOMPARE(count_lines(run / "metrics.jsonl"), 5);
-        const auto straight = kto::TrainingJob(request(root, "c", 5)).run();
+        const auto straight = kto::TrainingJob(tiny_train_request(root, "c", 5)).run();
         const auto wa = kto::load_safetensors(r3.final_checkpoint + "/unet/diffusion_pytorch_model.safetensors");
         const auto wc = kto::load_safetensors(straight.final_checkpoint + "/unet/diffusion_pytorch_model.safetensors");
         QCOMPARE(wa.size(), wc.size());
         for (const auto& [k, v] : wa) QVERIFY2(torch::equal(v, wc.at(k)), k.c_str());
 
         // A finished run is not silently overwritten.
-        QVERIFY_EXCEPTION_THROWN(kto::TrainingJob(request(root, "a", 5)).run(), kto::Error);
+        QVERIFY_EXCEPTION_THROWN(kto::TrainingJob(tiny_train_request(root, "a", 5)).run(), kto::Error);
     }
 
     void cancelAndPauseFromAnotherThread() {
         QTemporaryDir tmp;
         const fs::path root(tmp.path().toStdString());
-        make_dataset(root / "data");
-        auto req = request(root, "x", 50);
+        make_tiny_dataset(root / "data");
+        auto req = tiny_train_request(root, "x", 50);
         kto::TrainingJob* self = nullptr;
         std::atomic<int64_t> last{0};
         kto::TrainCallbacks cb;
@@ -150,7 +114,7 @@ private slots:
         QCOMPARE(job.state(), kto::TrainingJob::State::cancelled);
 
         // Pause holds the job between steps; resume continues.
-        auto req2 = request(root, "y", 4);
+        auto req2 = tiny_train_request(root, "y", 4);
         std::atomic<bool> paused_seen{false};
         kto::TrainingJob* j2 = nullptr;
         kto::TrainCallbacks cb2;
@@ -174,8 +138,8 @@ private slots:
     void outOfMemoryEndsWithAdviceAndKeepsCheckpoints() {
         QTemporaryDir tmp;
         const fs::path root(tmp.path().toStdString());
-        make_dataset(root / "data");
-        auto req = request(root, "oom", 5);
+        make_tiny_dataset(root / "data");
+        auto req = tiny_train_request(root, "oom", 5);
         qputenv("KTO_FAULT_OOM", "train-step:3");
         kto::reset_fault_points();
         std::string message;
@@ -200,8 +164,8 @@ private slots:
     void badDataMessages() {
         QTemporaryDir tmp;
         const fs::path root(tmp.path().toStdString());
-        make_dataset(root / "data");
-        auto req = request(root, "z", 2);
+        make_tiny_dataset(root / "data");
+        auto req = tiny_train_request(root, "z", 2);
         // Only liked images.
         std::vector<kto::TrainRecord> liked;
         for (const auto& r : req.records)
@@ -215,7 +179,7 @@ private slots:
         }
         QVERIFY2(msg.contains("only liked"), qPrintable(msg));
         // Every image missing.
-        auto req2 = request(root, "z2", 2);
+        auto req2 = tiny_train_request(root, "z2", 2);
         for (auto& r : req2.records) r.image_path += ".missing";
         msg.clear();
         try {
