@@ -77,7 +77,8 @@ torch::Tensor encode_prompts(ModelBundle& bundle, const std::vector<std::string>
         if (!tok.truncated[i] || !warnings) continue;
         const int limit = bundle.tokenizer->max_length();
         warnings->push_back("prompt \"" + prompts[i].substr(0, 60) + (prompts[i].size() > 60 ? "..." : "") +
-                            "\" has " + std::to_string(tok.num_tokens[i]) + " tokens; only the first " +
+                            "\" has " + (tok.num_tokens[i] >= tok.count_limit ? "at least " : "") +
+                            std::to_string(tok.num_tokens[i]) + " tokens; only the first " +
                             std::to_string(limit) + " (with start/end markers) are used");
     }
     torch::NoGradGuard no_grad;

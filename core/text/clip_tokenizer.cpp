@@ -444,11 +444,11 @@ std::vector<std::pair<std::string, bool>> CLIPTokenizer::split_added(
     return out;
 }
 
-std::vector<std::string> CLIPTokenizer::bpe(const std::string& token) const {
+std::vector<std::string> CLIPTokenizer::bpe(const std::string& token, bool ends_word) const {
     if (token == "<|startoftext|>" || token == "<|endoftext|>") return {token};
     std::vector<std::string> word = split_utf8_chars(token);
     if (word.empty()) return {};
-    word.back() += "</w>";
+    if (ends_word) word.back() += "</w>";
     while (word.size() > 1) {
         int best_rank = std::numeric_limits<int>::max();
         size_t best_at = 0;
@@ -484,18 +484,26 @@ int64_t CLIPTokenizer::token_id(const std::string& token) const {
 
 // ---- encoding ------------------------------------------------------------------------------
 
-std::vector<std::string> CLIPTokenizer::tokenize(const std::string& prompt) const {
+std::vector<std::string> CLIPTokenizer::tokenize(const std::string& prompt, size_t max_tokens) const {
     std::vector<std::string> tokens;
+    if (max_tokens == 0) return tokens;
     const auto& enc = byte_encoder();
     for (const auto& [piece, is_added] : split_added(prompt)) {
         if (is_added) {
             tokens.push_back(piece);
+            if (tokens.size() >= max_tokens) return tokens;
             continue;
         }
         for (const auto& w : split_words(clean_text(piece))) {
-            std::string mapped;
-            for (unsigned char byte : w) mapped += enc[byte];
-            for (auto& t : bpe(mapped)) tokens.push_back(std::move(t));
+            for (size_t at = 0; at < w.size(); at += kMaxWordBytes) {  // one piece for any real word
+                const size_t end = std::min(w.size(), at + kMaxWordBytes);
+                std::string mapped;
+                for (size_t b = at; b < end; ++b) mapped += enc[static_cast<unsigned char>(w[b])];
+                for (auto& t : bpe(mapped, end == w.size())) {
+                    tokens.push_back(std::move(t));
+                    if (tokens.size() >= max_tokens) return tokens;
+                }
+            }
         }
     }
     return tokens;
@@ -518,9 +526,15 @@ TokenizedPrompts CLIPTokenizer::encode(const std::vector<std::string>& prompts) 
     out.attention_mask = torch::zeros({P, L}, torch::kInt64);
     auto ids_a = out.input_ids.accessor<int64_t, 2>();
     auto mask_a = out.attention_mask.accessor<int64_t, 2>();
+    out.count_limit = int(std::min<int64_t>(8 * L, std::numeric_limits<int>::max()));
     for (int64_t p = 0; p < P; ++p) {
-        std::vector<int64_t> ids = encode_ids(prompts[size_t(p)]);
-        out.num_tokens.push_back(int(ids.size()));
+        std::vector<int64_t> ids{bos_id_};
+        for (const auto& t : tokenize(prompts[size_t(p)], size_t(out.count_limit - 1))) {
+            auto a = added_.find(t);
+            ids.push_back(a != added_.end() ? a->second : token_id(t));
+        }
+        ids.push_back(eos_id_);
+        out.num_tokens.push_back(std::min(int(ids.size()), out.count_limit));
         const bool truncated = int64_t(ids.size()) > L;
         out.truncated.push_back(truncated);
         if (truncated) {  // keep BOS + the first L-2 tokens, EOS last

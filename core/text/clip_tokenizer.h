@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -27,7 +28,11 @@ struct TokenizedPrompts {
     torch::Tensor input_ids;       // I64 [P, max_length]: BOS, tokens, EOS, pad...
     torch::Tensor attention_mask;  // I64 [P, max_length]: 1 up to and including EOS, 0 on padding
     std::vector<bool> truncated;   // per prompt: the prompt had more than max_length - 2 tokens
-    std::vector<int> num_tokens;   // per prompt: untruncated length, BOS and EOS included
+    // Per prompt: untruncated length, BOS and EOS included, counted up to count_limit (a longer
+    // prompt reports count_limit; encode() stops tokenizing there, so a pasted novel costs no more
+    // than a long prompt).
+    std::vector<int> num_tokens;
+    int count_limit = 0;
 };
 
 struct CLIPTokenizerSpecialTokens {
@@ -57,8 +62,14 @@ public:
     TokenizedPrompts encode(const std::vector<std::string>& prompts) const;
     // Untruncated ids of one prompt with BOS and EOS (== Python `tokenizer(prompt).input_ids`).
     std::vector<int64_t> encode_ids(const std::string& prompt) const;
-    // The token strings of one prompt, without BOS/EOS ("a</w>", "photo</w>", ...).
-    std::vector<std::string> tokenize(const std::string& prompt) const;
+    // The token strings of one prompt, without BOS/EOS ("a</w>", "photo</w>", ...); stops once
+    // max_tokens are produced.
+    std::vector<std::string> tokenize(const std::string& prompt,
+                                      size_t max_tokens = std::numeric_limits<size_t>::max()) const;
+    // BPE is quadratic in a word's length: a word longer than this many bytes is merged in pieces
+    // of this size ("</w>" on the last), where transformers would merge across the cuts. No real
+    // prompt has such a word; a hostile one (megabytes without a space) stays linear.
+    static constexpr size_t kMaxWordBytes = 256;
     // Text of ids (specials skipped when skip_special): for display only.
     std::string decode(const std::vector<int64_t>& ids, bool skip_special = true) const;
 
@@ -76,7 +87,7 @@ public:
     static std::vector<std::string> split_words(const std::string& cleaned);
 
 private:
-    std::vector<std::string> bpe(const std::string& word) const;
+    std::vector<std::string> bpe(const std::string& word, bool ends_word = true) const;
     int64_t token_id(const std::string& token) const;
     // Pieces of `text` between added tokens; added tokens are returned as themselves with
     // is_added set.

@@ -81,6 +81,29 @@ private slots:
         QVERIFY(tok.encode({}).input_ids.sizes() == torch::IntArrayRef({0, 77}));
     }
 
+    void hugeWordIsTokenizedInBoundedWork() {
+        // A prompt of megabytes with no space (a hostile caption): BPE, quadratic in a word's
+        // length, runs on 256-byte pieces and encode() stops counting at 8 x max_length.
+        const auto tok = kto::CLIPTokenizer::from_folder(tokenizer_dir());
+        const std::string word(4 << 20, 'q');
+        const auto enc = tok.encode({word});
+        QVERIFY(enc.truncated[0]);
+        QCOMPARE(enc.count_limit, 8 * 77);
+        QCOMPARE(enc.num_tokens[0], enc.count_limit);
+        QCOMPARE(enc.input_ids[0][76].item<int64_t>(), tok.eos_id());
+        QCOMPARE(enc.attention_mask[0].sum().item<int64_t>(), int64_t(77));
+        // The pieces: the first 256 bytes are merged without "</w>", the last piece with it.
+        const std::string piece(kto::CLIPTokenizer::kMaxWordBytes, 'q');
+        const auto first = tok.tokenize(piece + piece + "qq");
+        const auto alone = tok.tokenize(piece);
+        QVERIFY(!first.empty() && !alone.empty());
+        QVERIFY(first.back().size() > 4 && first.back().substr(first.back().size() - 4) == "</w>");
+        QVERIFY(alone.back().substr(alone.back().size() - 4) == "</w>");
+        QCOMPARE(int(tok.tokenize(word, 10).size()), 10);
+        // A word at the piece size is one piece: the same tokens as before the limit existed.
+        QCOMPARE(tok.encode_ids(piece).size(), alone.size() + 2);
+    }
+
     void longPromptIsTruncatedKeepingEos() {
         const auto tok = kto::CLIPTokenizer::from_folder(tokenizer_dir());
         std::string prompt;
