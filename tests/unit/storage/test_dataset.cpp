@@ -4,6 +4,7 @@
 #include <QtTest>
 
 #include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
 #include <unistd.h>
 
 #include "core/common/error.h"
@@ -393,6 +394,49 @@ private slots:
         fs::create_directories(d);
         const QString e = QString::fromStdString(error_of([&] { import_dataset(store, d); }));
         QVERIFY2(e.contains("no train_processed_v3.csv"), qPrintable(e));
+    }
+
+    // The import reads and writes on two threads, in batches: an error many batches in still
+    // rolls everything back, and rows, skips and their order come out as from one thread.
+    void importErrorDeepInALargeFileImportsNothing() {
+        const fs::path d = fresh("dataset");
+        write_file(d / "train/a.png", tiny_png(1));
+        std::string csv = "file_path,caption,label\n";
+        for (int i = 0; i < 30000; ++i) {
+            const std::string path = i % 1000 == 7 ? "train/missing.png" : "train/a.png";
+            csv += path + ",row " + std::to_string(i) + (i == 25000 ? ",maybe\n" : ",exclusive_lose\n");
+        }
+        write_file(d / kDatasetCsvName, csv);
+        Store store{Workspace(fresh("ws"))};
+        const QString e = QString::fromStdString(error_of([&] { import_dataset(store, d); }));
+        QVERIFY2(e.contains("line 25002: label 'maybe'"), qPrintable(e));
+        QCOMPARE(store.counts().images, std::int64_t(0));
+        QCOMPARE(store.connection().execAndGet("SELECT COUNT(*) FROM generations").getInt(), 0);
+        QCOMPARE(store.connection().execAndGet("PRAGMA foreign_keys").getInt(), 1);
+
+        std::string fixed = csv;
+        fixed.replace(fixed.find(",maybe\n"), 7, ",exclusive_win\n");
+        write_file(d / kDatasetCsvName, fixed);
+        ImportOptions opts;
+        opts.max_listed_skips = 5;
+        const ImportReport r = import_dataset(store, d, opts);
+        QCOMPARE(r.rows, std::int64_t(30000));
+        QCOMPARE(r.skipped, std::int64_t(30));
+        QCOMPARE(r.imported, std::int64_t(29970));
+        QCOMPARE(r.liked, std::int64_t(1));
+        QCOMPARE(r.disliked, std::int64_t(29969));
+        QCOMPARE(r.skipped_rows.size(), std::size_t(5));
+        QCOMPARE(r.skipped_rows[0].line, std::int64_t(9));     // row 7: the header is line 1
+        QCOMPARE(r.skipped_rows[4].line, std::int64_t(4009));
+        // Rows keep the CSV's order: image ids follow the rows.
+        SQLite::Statement q(store.connection(),
+                            "SELECT g.prompt FROM images i JOIN generations g ON g.id = i.generation_id "
+                            "ORDER BY i.id LIMIT 3 OFFSET 7");
+        std::vector<std::string> prompts;
+        while (q.executeStep()) prompts.push_back(q.getColumn(0).getString());
+        QCOMPARE(prompts, (std::vector<std::string>{"row 8", "row 9", "row 10"}));
+        QCOMPARE(store.connection().execAndGet("SELECT label FROM images i JOIN generations g ON "
+                                               "g.id = i.generation_id WHERE g.prompt = 'row 25000'").getInt(), 1);
     }
 
     // Cancelling through the progress callback imports nothing.
