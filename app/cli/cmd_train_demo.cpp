@@ -23,6 +23,13 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--seed", opt->seed, "Seed of every random choice")->capture_default_str();
          sub.add_option("--ema-decay", opt->ema_decay, "EMA decay of the saved UNet/text weights (0: off)")
              ->capture_default_str();
+         sub.add_option("--offset-noise", opt->offset_noise,
+                        "Std of a per-image, per-channel constant added to the training noise (0: off)")
+             ->capture_default_str();
+         sub.add_option("--prediction-type", opt->prediction_type, "What the UNet predicts: v_prediction or epsilon")
+             ->capture_default_str();
+         sub.add_option("--vae-from", opt->vae_from,
+                        "Reuse the VAE of this demo model folder instead of training one (for experiments)");
          sub.add_option("--decoder-steps", opt->decoder_steps,
                         "Last phase: VAE decoder refinement steps on the saved folder (encoder frozen)")
              ->capture_default_str();

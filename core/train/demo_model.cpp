@@ -190,7 +190,7 @@ nlohmann::json demo_text_encoder_config(int64_t vocab_size) {
             {"vocab_size", vocab_size}};
 }
 
-nlohmann::json demo_scheduler_config() {
+nlohmann::json demo_scheduler_config(const std::string& prediction_type) {
     return {{"_class_name", "DDIMScheduler"},
             {"_diffusers_version", kDiffusersVersion},
             {"beta_end", 0.012},
@@ -200,7 +200,7 @@ nlohmann::json demo_scheduler_config() {
             {"clip_sample_range", 1.0},
             {"dynamic_thresholding_ratio", 0.995},
             {"num_train_timesteps", kTrainTimesteps},
-            {"prediction_type", "epsilon"},
+            {"prediction_type", prediction_type},
             {"rescale_betas_zero_snr", false},
             {"sample_max_value", 1.0},
             {"set_alpha_to_one", false},
@@ -227,6 +227,10 @@ nlohmann::json demo_model_index() {
 void train_demo_model(const DemoTrainOptions& opt,
                       const std::function<bool(const DemoProgress&)>& progress) {
     if (opt.out_dir.empty()) throw Error("train-demo: an output folder is required");
+    if (opt.offset_noise < 0) throw Error("train-demo: --offset-noise must be >= 0");
+    if (opt.prediction_type != "epsilon" && opt.prediction_type != "v_prediction")
+        throw Error("train-demo: --prediction-type must be epsilon or v_prediction, not '" + opt.prediction_type + "'");
+    const bool v_prediction = opt.prediction_type == "v_prediction";
     if (opt.vae_steps < 0 || opt.unet_steps < 0 || opt.vae_batch <= 0 || opt.unet_batch <= 0 ||
         opt.cache_images <= 0)
         throw Error("train-demo: step counts must be >= 0 and batch sizes / cache size > 0");
@@ -246,9 +250,15 @@ void train_demo_model(const DemoTrainOptions& opt,
 
     const uint64_t scene_stream = opt.seed;  // training scenes; evaluation uses other seeds
 
-    // ---- VAE: reconstruction (L1 + L2) plus a small KL term.
+    // ---- VAE: reconstruction (L1 + L2) plus a small KL term (or an existing demo model's VAE).
     AutoencoderKL vae(VAEConfig::from_json(demo_vae_config(1.0)));
-    {
+    if (!opt.vae_from.empty()) {
+        const fs::path from = fs::path(opt.vae_from) / "vae";
+        if (!fs::exists(from / "config.json"))
+            throw Error("train-demo: --vae-from " + opt.vae_from + " has no vae/config.json (expected a demo model folder)");
+        vae = load_vae(from.string());
+        vae->to(torch::kFloat32);
+    } else {
         torch::optim::AdamW adam(vae->parameters(),
                                  torch::optim::AdamWOptions(opt.vae_lr).weight_decay(1e-4));
         auto gen = at::detail::createCPUGenerator(opt.seed + 1);
@@ -299,7 +309,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     const double scaling_factor = 1.0 / latents.std().item<double>();
     latents = latents * scaling_factor;
 
-    // ---- Text encoder + UNet together: epsilon loss, 10% empty captions.
+    // ---- Text encoder + UNet together: v (or epsilon) loss with offset noise, 10% empty captions.
     const nlohmann::json text_cfg_json = demo_text_encoder_config(int64_t(vocab.tokens.size()));
     CLIPTextModel text(CLIPTextConfig::from_json(text_cfg_json));
     UNet2DConditionModel unet(UNetConfig::from_json(demo_unet_config()));
@@ -330,12 +340,16 @@ void train_demo_model(const DemoTrainOptions& opt,
             }
             const torch::Tensor x0 = latents.index_select(0, torch::tensor(idx));
             const torch::Tensor t = torch::randint(0, kTrainTimesteps, {opt.unet_batch}, gen, torch::kInt64);
-            const torch::Tensor noise = torch::randn(x0.sizes(), gen);
+            torch::Tensor noise = torch::randn(x0.sizes(), gen);
+            if (opt.offset_noise > 0)
+                noise = noise + opt.offset_noise * torch::randn({x0.size(0), x0.size(1), 1, 1}, gen);
             const torch::Tensor a = acp.index_select(0, t).view({-1, 1, 1, 1});
             const torch::Tensor xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
             const torch::Tensor ctx = encode_prompts(tokenizer, text, captions);
             const torch::Tensor pred = unet->forward(xt, t, ctx);
-            const torch::Tensor loss = torch::mse_loss(pred, noise);
+            const torch::Tensor target =
+                v_prediction ? a.sqrt() * noise - (1.0 - a).sqrt() * x0 : noise;
+            const torch::Tensor loss = torch::mse_loss(pred, target);
             adam.zero_grad();
             loss.backward();
             torch::nn::utils::clip_grad_norm_(params, 1.0);
@@ -361,7 +375,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     report("save", 0, 1, 0);
     write_text_file(out / "model_index.json", demo_model_index().dump(2) + "\n");
     fs::create_directories(out / "scheduler");
-    write_text_file(out / "scheduler" / "scheduler_config.json", demo_scheduler_config().dump(2) + "\n");
+    write_text_file(out / "scheduler" / "scheduler_config.json", demo_scheduler_config(opt.prediction_type).dump(2) + "\n");
     save_component(*vae, demo_vae_config(scaling_factor), out / "vae", "diffusion_pytorch_model.safetensors");
     save_component(*unet, demo_unet_config(), out / "unet", "diffusion_pytorch_model.safetensors");
     save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");

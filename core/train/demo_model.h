@@ -17,13 +17,25 @@ struct DemoTrainOptions {
     std::string out_dir;            // folder written in diffusers layout (created)
     int vae_steps = 1500;           // VAE reconstruction steps
     int vae_batch = 16;
-    int unet_steps = 5000;          // text encoder + UNet steps (epsilon loss)
+    int unet_steps = 7000;          // text encoder + UNet steps (diffusion loss)
     int unet_batch = 32;
-    int cache_images = 8000;        // distinct scenes encoded once into latents for UNet training
+    int cache_images = 16000;       // distinct scenes encoded once into latents for UNet training
     double vae_lr = 1e-3;
     double unet_lr = 1e-3;
     double ema_decay = 0.999;       // EMA of text encoder + UNet weights (saved); 0: last step
     double caption_dropout = 0.1;   // share of empty captions, so classifier-free guidance works
+    // Offset noise: each training noise gets a per-image, per-channel constant of this std added.
+    // The scaled-linear schedule never reaches zero signal, so without it the model learns to read
+    // the background colour off the mean of x_t (which at sampling time is the seed's noise, not
+    // the prompt) instead of off the caption.
+    double offset_noise = 0.1;
+    // What the UNet predicts: "v_prediction" (as SD 2.x-v models) or "epsilon" (as SD 1.x). With
+    // epsilon, the loss hardly rewards getting the background colour right from the caption (at
+    // the noise levels where only the caption can tell it, the colour is a few percent of the
+    // target), and the model drew the background the seed's noise suggested; v weights those
+    // noise levels as an x0 loss does.
+    std::string prediction_type = "v_prediction";
+    std::string vae_from;           // if set: load this demo folder's VAE instead of training one
     int decoder_steps = 0;          // last phase: VAE decoder refinement on the saved folder (refine_demo_decoder)
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
@@ -41,7 +53,7 @@ struct DemoProgress {
 nlohmann::json demo_vae_config(double scaling_factor);
 nlohmann::json demo_unet_config();
 nlohmann::json demo_text_encoder_config(int64_t vocab_size);
-nlohmann::json demo_scheduler_config();
+nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_prediction");
 nlohmann::json demo_model_index();
 
 // Trains and writes the demo model. Throws kto::Error on I/O failure; kto::Cancelled when
