@@ -1,8 +1,8 @@
 #include "core/common/image_decode.h"
 
-#include <stb_image.h>
-
+#include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,8 +11,63 @@
 
 #include "core/common/error.h"
 
+// stb_image's decoder, compiled here (static: private to this file) with allocation hooks. stb 2.27
+// (Debian 12) inflates PNG data without a bound: a corrupt 81-byte PNG makes it grow its output
+// buffer to 1.6 GB (fixed upstream in 2.28; tests/fuzz/known/fuzz_image_decode). Every allocation
+// stb makes while decoding one image is capped at what that image can need (set per call below);
+// a refused allocation fails the decode instead.
+namespace {
+thread_local std::size_t stb_allocation_cap = SIZE_MAX;
+thread_local bool stb_allocation_refused = false;
+void* capped_malloc(std::size_t n) {
+    if (n > stb_allocation_cap) {
+        stb_allocation_refused = true;
+        return nullptr;
+    }
+    return std::malloc(n);
+}
+void* capped_realloc(void* p, std::size_t n) {
+    if (n > stb_allocation_cap) {
+        stb_allocation_refused = true;
+        return nullptr;
+    }
+    return std::realloc(p, n);
+}
+}  // namespace
+#define STBI_MALLOC(sz) capped_malloc(sz)
+#define STBI_REALLOC(p, newsz) capped_realloc(p, newsz)
+#define STBI_FREE(p) std::free(p)
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_GIF
+#define STBI_ONLY_BMP
+#define STBI_NO_STDIO
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#include <stb_image.h>
+#pragma GCC diagnostic pop
+
 namespace kto {
 namespace {
+
+// Sets the allocation cap for one decode and puts it back afterwards.
+class StbAllocationCap {
+public:
+    explicit StbAllocationCap(std::size_t cap) {
+        stb_allocation_cap = cap;
+        stb_allocation_refused = false;
+    }
+    ~StbAllocationCap() { stb_allocation_cap = SIZE_MAX; }
+    StbAllocationCap(const StbAllocationCap&) = delete;
+    StbAllocationCap& operator=(const StbAllocationCap&) = delete;
+};
 
 // stb_image 2.27 (Debian 12's libstb) writes past its Huffman tables when a JPEG DHT segment
 // declares more than 256 codes (fixed upstream in 2.28; found by tests/fuzz/fuzz_image_decode).
@@ -84,8 +139,17 @@ RgbImage decode_image_rgb8(const uint8_t* bytes, size_t size, const std::string&
         throw Error(name + ": image of " + std::to_string(w) + "x" + std::to_string(h) +
                     " pixels is larger than supported (at most " + std::to_string(kMaxImageSide) +
                     " a side and " + std::to_string(kMaxImagePixels / 1000000) + " megapixels)");
+    // The most any buffer of this decode can need: the file itself (PNG data chunks are gathered
+    // into one buffer) or the inflated image at 16 bits x 4 channels plus PNG's filter bytes (with
+    // room for Adam7's passes), doubled as stb grows buffers by doubling.
+    const std::size_t need = std::max<std::size_t>(size, std::size_t(h) * (1 + std::size_t(w) * 8) * 2);
+    const StbAllocationCap cap(2 * need + (std::size_t(1) << 20));
+    const std::string declared = std::to_string(w) + "x" + std::to_string(h);
     std::unique_ptr<uint8_t, void (*)(void*)> data(stbi_load_from_memory(bytes, n, &w, &h, &channels, 3),
                                                    stbi_image_free);
+    if (!data && stb_allocation_refused)
+        throw Error(name + ": corrupt image: its compressed data expands beyond what a " + declared +
+                    " image can hold");
     if (!data) {
         const char* why = stbi_failure_reason();
         throw Error(name + ": cannot decode image (" + (why ? why : "unknown format") + ")");
