@@ -268,7 +268,7 @@ T parse_number(const std::string& text, const char* column, const CsvReader& csv
 }
 
 // Raises the page cache for the bulk transaction and turns foreign-key checks off for it (every
-// id the import writes comes from a row it has just inserted in the same transaction, so the three
+// id the import writes comes from a row it has just inserted in the same transaction, so the
 // parent look-ups per CSV row check nothing), and puts both back afterwards. foreign_keys can only
 // change outside a transaction: construct before BEGIN, destroy after COMMIT/ROLLBACK.
 class BulkPragmas {
@@ -442,15 +442,14 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
         raw,
         "INSERT INTO generations (prompt, negative_prompt, seed, steps, cfg, sampler, width, height, "
         "model_id, created_at) VALUES (?, '', ?, ?, ?, ?, 0, 0, ?, ?)");
+    // The imported label is the image's base label (its history starts empty): two rows per image.
     RawStatement add_image(raw,
                            "INSERT INTO images (generation_id, file, sha256, byte_size, width, "
-                           "height, created_at, label) VALUES (?, ?, NULL, ?, 0, 0, ?, ?)");
-    RawStatement add_label(raw, "INSERT INTO labels (image_id, value, created_at) VALUES (?, ?, ?)");
+                           "height, created_at, label, base_label) VALUES (?, ?, NULL, ?, 0, 0, ?, ?5, ?5)");
     // Bound once: the same for every row.
     add_generation.integer(6, report.model_id);
     add_generation.text(7, now);
     add_image.text(4, now);
-    add_label.text(3, now);
 
     // Two stages on two threads: a reader parses and checks the CSV rows and finds their images
     // (everything that can skip a row or fail on bad input), and this thread writes the rows it
@@ -564,9 +563,6 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
             add_image.integer(3, row.size);
             add_image.integer(5, row.value);
             add_image.run();
-            add_label.integer(1, sqlite3_last_insert_rowid(raw));
-            add_label.integer(2, row.value);
-            add_label.run();
             ++imported;
             (row.value > 0 ? liked : disliked)++;
         }

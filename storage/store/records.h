@@ -78,10 +78,11 @@ struct ImageRecord {
 
 // One entry of an image's label history. value None is a "clear".
 struct LabelEvent {
-    std::int64_t id = 0;
+    std::int64_t id = 0;  // 0 for the imported label
     Label value = Label::None;
     std::string created_at;
     std::optional<std::string> undone_at;
+    bool imported = false;  // the label the image came with (a dataset import), not a change made here
 };
 
 enum class LabelFilter { Any, Liked, Disliked, Unlabeled, Labeled };

@@ -117,6 +117,13 @@ CREATE TABLE comparisons (
 ALTER TABLE comparison_votes ADD COLUMN labels_applied_at TEXT;
 )sql";
 
+const char* kV5 = R"sql(
+-- The label an image came with from a dataset import. It is the label in force while the image's
+-- history (`labels`) has no live entry, and label_history() shows it as the first event. An
+-- import writes it here instead of a history row: one row fewer per imported image.
+ALTER TABLE images ADD COLUMN base_label INTEGER NOT NULL DEFAULT 0 CHECK (base_label IN (-1, 0, 1));
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& migrations() {
@@ -125,6 +132,7 @@ const std::vector<Migration>& migrations() {
         {2, "current label on images, training runs, checkpoint/run on generations", kV2},
         {3, "comparison votes", kV3},
         {4, "comparison sessions, votes turned into labels", kV4},
+        {5, "imported labels on the image row", kV5},
     };
     return all;
 }

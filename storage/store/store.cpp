@@ -608,7 +608,13 @@ Label Store::undo_label(std::int64_t image_id) {
         {
             Prepared s(statement(latest_live));
             s->bind(1, image_id);
-            if (s->executeStep()) now_in_force = label_from_int(s->getColumn(1).getInt());
+            if (s->executeStep()) {
+                now_in_force = label_from_int(s->getColumn(1).getInt());
+            } else {  // history undone to its start: the label the image came with
+                Prepared b(statement("SELECT base_label FROM images WHERE id = ?"));
+                b->bind(1, image_id);
+                if (b->executeStep()) now_in_force = label_from_int(b->getColumn(0).getInt());
+            }
         }
         {
             Prepared s(statement("UPDATE images SET label = ? WHERE id = ?"));
@@ -632,11 +638,22 @@ Label Store::current_label(std::int64_t image_id) {
 
 std::vector<LabelEvent> Store::label_history(std::int64_t image_id) {
     return guarded(workspace_, "reading label history", [&] {
-        check_image(image_id);
+        std::vector<LabelEvent> out;
+        {
+            Prepared b(statement("SELECT base_label, created_at FROM images WHERE id = ?"));
+            b->bind(1, image_id);
+            if (!b->executeStep()) throw Error("image " + std::to_string(image_id) + " does not exist");
+            if (b->getColumn(0).getInt() != 0) {
+                LabelEvent e;
+                e.value = label_from_int(b->getColumn(0).getInt());
+                e.created_at = b->getColumn(1).getString();
+                e.imported = true;
+                out.push_back(std::move(e));
+            }
+        }
         Prepared s(statement("SELECT id, value, created_at, undone_at FROM labels "
                              "WHERE image_id = ? ORDER BY id"));
         s->bind(1, image_id);
-        std::vector<LabelEvent> out;
         while (s->executeStep()) {
             LabelEvent e;
             e.id = s->getColumn(0).getInt64();

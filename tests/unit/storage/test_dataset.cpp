@@ -189,8 +189,28 @@ private slots:
             QCOMPARE(copies[i].path.parent_path(), exported / "train");
             QVERIFY(!copies[i].sha256);  // hashed lazily
             QCOMPARE(copies[i].byte_size, originals[i].byte_size);
-            QCOMPARE(imported_store.label_history(copies[i].id).size(), std::size_t(1));
+            const auto h = imported_store.label_history(copies[i].id);
+            QCOMPARE(h.size(), std::size_t(1));  // the label it came with
+            QVERIFY(h[0].imported);
+            QCOMPARE(h[0].value, originals[i].label);
+            QVERIFY(!h[0].undone_at);
         }
+        // An imported label is not a change made here: nothing to undo until the image is relabelled,
+        // and undoing the relabel brings the imported label back.
+        const std::int64_t first = copies[0].id;
+        const Label imported = copies[0].label;
+        QVERIFY_THROWS_EXCEPTION(kto::Error, imported_store.undo_label(first));
+        const Label other = imported == Label::Like ? Label::Dislike : Label::Like;
+        imported_store.set_label(first, other);
+        QCOMPARE(imported_store.current_label(first), other);
+        QCOMPARE(imported_store.label_history(first).size(), std::size_t(2));
+        QCOMPARE(imported_store.undo_label(first), imported);
+        QCOMPARE(imported_store.current_label(first), imported);
+        imported_store.set_label(first, Label::None);  // clearing is a change too
+        QCOMPARE(imported_store.counts().unlabeled, std::int64_t(1));
+        QCOMPARE(imported_store.undo_label(first), imported);
+        // Two rows per imported image: no history rows.
+        QCOMPARE(imported_store.connection().execAndGet("SELECT COUNT(*) FROM labels WHERE undone_at IS NULL").getInt(), 0);
 
         // Exporting the import again gives the same CSV but for the model column.
         const fs::path again = fresh("export");

@@ -134,6 +134,34 @@ INSERT INTO comparison_votes (id, compare_id, prompt, seed, left_model_id, right
     VALUES (2, 'old', 'a red circle', 7, 1, 1, 1, 3, 'tie', '2026-03-01T00:00:01.000Z');
 )sql";
 
+// The step from version 3 to 4 as it shipped (frozen).
+const char* kShippedV3toV4 = R"sql(
+CREATE TABLE comparisons (
+    id             TEXT PRIMARY KEY,
+    a_model_id     INTEGER NOT NULL REFERENCES models(id),
+    b_model_id     INTEGER NOT NULL REFERENCES models(id),
+    a_checkpoint   TEXT,
+    b_checkpoint   TEXT,
+    run_id         INTEGER REFERENCES training_runs(id) ON DELETE SET NULL,
+    settings_json  TEXT NOT NULL DEFAULT '{}',
+    blind          INTEGER NOT NULL DEFAULT 1,
+    created_at     TEXT NOT NULL
+);
+ALTER TABLE comparison_votes ADD COLUMN labels_applied_at TEXT;
+PRAGMA user_version = 4;
+)sql";
+
+// Version 4 data: an image imported from a dataset as version 4 did (its label a history row).
+const char* kV4Data = R"sql(
+INSERT INTO models (id, name, folder, created_at)
+    VALUES (2, 'imported:set', '/data/set', '2026-04-01T00:00:00.000Z');
+INSERT INTO generations (id, prompt, seed, steps, cfg, sampler, width, height, model_id, created_at)
+    VALUES (3, 'imported caption', 0, 0, 0, '', 0, 0, 2, '2026-04-01T00:00:00.000Z');
+INSERT INTO images (id, generation_id, file, sha256, byte_size, created_at, label)
+    VALUES (5, 3, '/data/set/train/a.png', NULL, 10, '2026-04-01T00:00:00.000Z', -1);
+INSERT INTO labels VALUES (5, 5, -1, '2026-04-01T00:00:00.000Z', NULL);
+)sql";
+
 void make_db(const fs::path& file, const std::string& sql) {
     fs::create_directories(file.parent_path());
     SQLite::Database db(file.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
@@ -259,6 +287,22 @@ private slots:
         QVERIFY(store.votes("old")[0].labels_applied_at.has_value());
         QCOMPARE(store.apply_vote_labels("old").votes, std::int64_t(0));
         QCOMPARE(store.label_history(1).size(), std::size_t(3));  // like, dislike (v1) + the vote's like
+    }
+
+    void fromVersion4KeepsImportedLabelsInTheirHistory() {
+        const fs::path ws = fresh_dir();
+        make_db(ws / "studio.sqlite3", std::string(kShippedV1) + kV1Data + kShippedV1toV2 + kV2Data +
+                                           kShippedV2toV3 + kV3Data + kShippedV3toV4 + kV4Data);
+        Store store{Workspace(ws)};
+        QCOMPARE(store.schema_version(), latest_schema_version());
+        QCOMPARE(schema_of(store.connection()), fresh_schema());
+        QCOMPARE(store.current_label(5), Label::Dislike);
+        const auto h = store.label_history(5);
+        QCOMPARE(h.size(), std::size_t(1));  // the version-4 history row, not an imported base label
+        QVERIFY(!h[0].imported);
+        QCOMPARE(h[0].id, std::int64_t(5));
+        QCOMPARE(store.connection().execAndGet("SELECT base_label FROM images WHERE id = 5").getInt(), 0);
+        QCOMPARE(store.undo_label(5), Label::None);  // as before the upgrade
     }
 
     // A step that fails is rolled back: the database stays at the last good version, untouched.
