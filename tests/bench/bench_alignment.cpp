@@ -4,7 +4,7 @@
 // fidelity before and after, plus CPU training throughput.
 //
 // Knobs (environment): KTO_BENCH_STEPS (default 300), KTO_BENCH_PROMPTS (50), KTO_BENCH_SEEDS (4),
-// KTO_BENCH_LR (demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
+// KTO_BENCH_LR (demo preset), KTO_BENCH_BETA (objective default), KTO_BENCH_BATCH (demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
 // KTO_BENCH_OBJECTIVES (default "kto,sft,dpo").
 #include <QtTest/QtTest>
 #include <torch/torch.h>
@@ -125,6 +125,8 @@ private slots:
             req.options.preview_every = 0;
             req.options.cache_dir = (root / "cache").string();
             if (const char* lr = std::getenv("KTO_BENCH_LR")) req.options.learning_rate = std::atof(lr);
+            if (const char* b = std::getenv("KTO_BENCH_BETA")) req.options.beta = std::atof(b);
+            if (const char* bs = std::getenv("KTO_BENCH_BATCH")) req.options.batch_size = std::atoi(bs);
             double sps = 0;
             int64_t steps = 0;
             kto::TrainCallbacks cb;
