@@ -286,7 +286,7 @@ kto::cli::CommandRegistrar reg{
          sub.add_option("--steps", a->steps, "Optimizer steps (default 1000)");
          sub.add_option("--batch", a->batch, "Samples (DPO: pairs) per micro-batch (default 2)");
          sub.add_option("--grad-accum", a->accum, "Micro-batches per optimizer step (default 1)");
-         sub.add_option("--lr", a->lr, "Learning rate (default 1e-7; demo preset 5e-5)");
+         sub.add_option("--lr", a->lr, "Learning rate (default 1e-7; demo preset 2e-4)");
          sub.add_option("--warmup", a->warmup, "Linear warmup steps (default 200)");
          sub.add_option("--schedule", a->schedule, "LR after warmup: constant (default) or cosine");
          sub.add_option("--grad-clip", a->grad_clip, "Max gradient norm (default 1.0; 0 = off)");

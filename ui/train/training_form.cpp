@@ -99,7 +99,7 @@ TrainingForm::TrainingForm(ModelCatalog* catalog, QWidget* parent) : QWidget(par
     accumulation_ = spin(this, "trainAccumulation", 1, 1024, tr("Micro-batches per optimizer step"));
     lr_ = new QLineEdit(this);
     lr_->setObjectName("trainLearningRate");
-    lr_->setToolTip(tr("Learning rate, e.g. 1e-7 for SD 1.5 full fine-tuning, 5e-5 for the demo model"));
+    lr_->setToolTip(tr("Learning rate, e.g. 1e-7 for SD 1.5 full fine-tuning, 2e-4 for the demo model"));
     warmup_ = spin(this, "trainWarmup", 0, 1000000, tr("Linear warmup steps"));
     schedule_ = combo(this, "trainSchedule", {"constant", "cosine"});
     seed_ = spin(this, "trainSeed", 0, std::numeric_limits<int>::max(), tr("Seed of the training random streams"));

@@ -201,7 +201,10 @@ private slots:
         o.probe_prompts = {"a red circle"};
         const auto back = kto::TrainOptions::from_json(o.to_json());
         QCOMPARE(back.to_json().dump(), o.to_json().dump());
-        QCOMPARE(back.effective_beta(), 5000.0);
+        QCOMPARE(back.effective_beta(), 50.0);  // the demo preset's beta, for every objective
+        auto unset = back;
+        unset.beta.reset();
+        QCOMPARE(unset.effective_beta(), 5000.0);  // DPO's default
         auto j = o.to_json();
         j["learning_rat"] = 1;
         QVERIFY_EXCEPTION_THROWN(kto::TrainOptions::from_json(j), kto::Error);
