@@ -1,6 +1,6 @@
 // kto-test-labels: slow
-// The shipped demo model loads and draws what easy prompts ask for (colour and background, read
-// back by the shapes scorer). Slow label: 20-step generations take about a minute on a busy 2-core CPU.
+// The shipped demo model loads and draws what easy prompts ask for (the background, and some of
+// the shape colours, read back by the shapes scorer). Slow label: 20-step generations take about a minute on a busy 2-core CPU.
 #include <QtTest>
 
 #include <filesystem>
@@ -25,14 +25,19 @@ private slots:
         QCOMPARE(images.size(0), int64_t(3));
         QCOMPARE(images.size(2), int64_t(64));
         QCOMPARE(images.size(3), int64_t(64));
-        int right = 0;
+        // What the model card measures on 200 prompts: the background is right in all of them,
+        // the shape's colour in a third. So every background must be right here, and the shape
+        // colours are reported.
+        int right = 0, backgrounds = 0;
         for (int k = 0; k < 3; ++k) {
             const Fidelity f = fidelity(tensor_to_image(images[k]), prompts[size_t(k)]);
             right += f.colour.right + f.background.right;
+            backgrounds += f.background.right;
             qInfo("%s: colour %d background %d class %d", prompts[size_t(k)].c_str(), f.colour.right,
                   f.background.right, f.cls.right);
         }
-        QVERIFY(right >= 5);  // of 6 colour + background checks
+        QCOMPARE(backgrounds, 3);
+        QVERIFY(right >= 4);  // of 6 colour + background checks
     }
 };
 
