@@ -253,6 +253,36 @@ private:
     sqlite3_stmt* st_ = nullptr;
 };
 
+// A prepared INSERT of `rows` rows at once ("INSERT ... VALUES (row), (row), ..."), each row with
+// `per_row` parameters; parameters are addressed by row and by their 1-based place in a row.
+class RowInserts {
+public:
+    RowInserts(sqlite3* db, int rows, std::string prefix, std::string row_sql, int per_row)
+        : prefix_(std::move(prefix)), row_sql_(std::move(row_sql)), rows_(rows), per_row_(per_row),
+          statement_(db, sql(prefix_, row_sql_, rows).c_str()) {}
+    int rows() const { return rows_; }
+    const std::string& prefix() const { return prefix_; }
+    const std::string& row_sql() const { return row_sql_; }
+    // `s` must outlive the next run(): bound without a copy.
+    void text(int row, int i, const std::string& s) { statement_.text(row * per_row_ + i, s); }
+    void integer(int row, int i, std::int64_t v) { statement_.integer(row * per_row_ + i, v); }
+    void real(int row, int i, double v) { statement_.real(row * per_row_ + i, v); }
+    void run() { statement_.run(); }
+
+private:
+    static std::string sql(const std::string& prefix, const std::string& row, int rows) {
+        std::string out = prefix;
+        for (int r = 0; r < rows; ++r) (out += r ? ", " : "") += row;
+        return out;
+    }
+    std::string prefix_, row_sql_;
+    int rows_, per_row_;
+    RawStatement statement_;
+};
+
+// Rows per multi-row INSERT during an import (8 parameters a row: far below SQLite's limit).
+constexpr int kRowsPerInsert = 64;
+
 template <class T>
 T parse_number(const std::string& text, const char* column, const CsvReader& csv) {
     T value{};
@@ -438,18 +468,57 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
         while (q.executeStep()) ++already[q.getColumn(0).getString() + '\0' + q.getColumn(1).getString()];
     }
 
-    RawStatement add_generation(
-        raw,
-        "INSERT INTO generations (prompt, negative_prompt, seed, steps, cfg, sampler, width, height, "
-        "model_id, created_at) VALUES (?, '', ?, ?, ?, ?, 0, 0, ?, ?)");
+    // Rows are written K at a time by multi-row INSERTs (one statement run per K rows instead of
+    // per row: SQLite opens and closes its cursors once per run), with ids assigned here. The
+    // IMMEDIATE transaction holds the write lock, so MAX(id) + 1 onwards are the ids SQLite itself
+    // would give.
+    std::int64_t next_generation_id = 0, next_image_id = 0;
+    {
+        RawStatement q(raw, "SELECT COALESCE(MAX(id), 0) FROM generations");
+        next_generation_id = q.single_integer() + 1;
+        RawStatement qi(raw, "SELECT COALESCE(MAX(id), 0) FROM images");
+        next_image_id = qi.single_integer() + 1;
+    }
     // The imported label is the image's base label (its history starts empty): two rows per image.
-    RawStatement add_image(raw,
-                           "INSERT INTO images (generation_id, file, sha256, byte_size, width, "
-                           "height, created_at, label, base_label) VALUES (?, ?, NULL, ?, 0, 0, ?, ?5, ?5)");
+    RowInserts generations_k(raw, kRowsPerInsert,
+                             "INSERT INTO generations (id, prompt, negative_prompt, seed, steps, cfg, sampler, "
+                             "width, height, model_id, created_at) VALUES ",
+                             "(?, ?, '', ?, ?, ?, ?, 0, 0, ?, ?)", 8);
+    RowInserts generations_1(raw, 1, generations_k.prefix(), generations_k.row_sql(), 8);
+    RowInserts images_k(raw, kRowsPerInsert,
+                        "INSERT INTO images (id, generation_id, file, sha256, byte_size, width, height, "
+                        "created_at, label, base_label) VALUES ",
+                        "(?, ?, ?, NULL, ?, 0, 0, ?, ?, ?)", 7);
+    RowInserts images_1(raw, 1, images_k.prefix(), images_k.row_sql(), 7);
     // Bound once: the same for every row.
-    add_generation.integer(6, report.model_id);
-    add_generation.text(7, now);
-    add_image.text(4, now);
+    for (RowInserts* g : {&generations_k, &generations_1})
+        for (int r = 0; r < g->rows(); ++r) {
+            g->integer(r, 7, report.model_id);
+            g->text(r, 8, now);
+        }
+    for (RowInserts* im : {&images_k, &images_1})
+        for (int r = 0; r < im->rows(); ++r) im->text(r, 5, now);
+    const auto write_rows = [&](const PendingRow* rows, RowInserts& gen, RowInserts& img) {
+        for (int r = 0; r < gen.rows(); ++r) {
+            const PendingRow& row = rows[r];
+            gen.integer(r, 1, next_generation_id + r);
+            gen.text(r, 2, row.caption);
+            gen.integer(r, 3, row.seed);
+            gen.integer(r, 4, row.steps);
+            gen.real(r, 5, row.cfg);
+            gen.text(r, 6, row.sampler);
+            img.integer(r, 1, next_image_id + r);
+            img.integer(r, 2, next_generation_id + r);
+            img.text(r, 3, row.path);
+            img.integer(r, 4, row.size);
+            img.integer(r, 6, row.value);
+            img.integer(r, 7, row.value);
+        }
+        gen.run();
+        img.run();
+        next_generation_id += gen.rows();
+        next_image_id += img.rows();
+    };
 
     // Two stages on two threads: a reader parses and checks the CSV rows and finds their images
     // (everything that can skip a row or fail on bad input), and this thread writes the rows it
@@ -551,21 +620,12 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
     for (;;) {
         std::optional<RowBatch> batch = pipe.pop();
         if (!batch) break;  // the reader failed: its error is rethrown below
-        for (const PendingRow& row : batch->rows()) {
-            add_generation.text(1, row.caption);
-            add_generation.integer(2, row.seed);
-            add_generation.integer(3, row.steps);
-            add_generation.real(4, row.cfg);
-            add_generation.text(5, row.sampler);
-            add_generation.run();
-            add_image.integer(1, sqlite3_last_insert_rowid(raw));
-            add_image.text(2, row.path);
-            add_image.integer(3, row.size);
-            add_image.integer(5, row.value);
-            add_image.run();
-            ++imported;
-            (row.value > 0 ? liked : disliked)++;
-        }
+        const PendingRow* row = batch->rows().begin();
+        const PendingRow* const end = batch->rows().end();
+        for (; end - row >= kRowsPerInsert; row += kRowsPerInsert) write_rows(row, generations_k, images_k);
+        for (; row != end; ++row) write_rows(row, generations_1, images_1);
+        for (const PendingRow& r : batch->rows()) (r.value > 0 ? liked : disliked)++;
+        imported += static_cast<std::int64_t>(batch->size());
         const bool last = batch->last;
         const std::uint64_t bytes = batch->bytes_read;
         pipe.recycle(std::move(*batch));
