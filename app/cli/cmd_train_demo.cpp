@@ -16,6 +16,16 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--vae-steps", opt->vae_steps, "VAE training steps")->capture_default_str();
          sub.add_option("--unet-steps", opt->unet_steps, "Text encoder + UNet training steps")
              ->capture_default_str();
+         sub.add_option("--vae-width", opt->vae_width, "Channels of the VAE's first block (then x2, x4)")
+             ->capture_default_str();
+         sub.add_option("--vae-kl-weight", opt->vae_kl_weight, "Weight of the KL term in the VAE loss")
+             ->capture_default_str();
+         sub.add_option("--vae-shape-weight", opt->vae_shape_weight,
+                        "Extra loss weight of shape pixels (not the background colour) in VAE training")
+             ->capture_default_str();
+         sub.add_option("--unet-shape-weight", opt->unet_shape_weight,
+                        "Extra diffusion-loss weight of latent cells that hold a shape")
+             ->capture_default_str();
          sub.add_option("--vae-batch", opt->vae_batch, "Images per VAE step")->capture_default_str();
          sub.add_option("--unet-batch", opt->unet_batch, "Latents per UNet step")->capture_default_str();
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
@@ -83,6 +93,9 @@ kto::cli::CommandRegistrar eval_reg{
          sub.add_option("--speed-runs", opt->speed_runs, "Timed single-image runs (median)")
              ->capture_default_str();
          sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)");
+         sub.add_flag("--reconstruct", opt->reconstruct,
+                      "Score the VAE's round trip of each prompt's own rendered scene instead of a "
+                      "generation: the ceiling the autoencoder sets");
          return [opt] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              const kto::DemoEvalResult r = kto::evaluate_demo_model(*opt, [](int done, int total) {
@@ -90,13 +103,16 @@ kto::cli::CommandRegistrar eval_reg{
                  std::fflush(stderr);
              });
              std::fprintf(stderr, "\n");
-             std::printf("images %d (%d steps, CFG %.1f)\n", r.images, opt->steps, opt->guidance);
+             if (opt->reconstruct)
+                 std::printf("images %d (VAE round trip of the prompts' renders)\n", r.images);
+             else
+                 std::printf("images %d (%d steps, CFG %.1f)\n", r.images, opt->steps, opt->guidance);
              std::printf("colour right      %.1f%%\n", 100 * r.colour_right);
              std::printf("background right  %.1f%%\n", 100 * r.background_right);
              std::printf("shape class right %.1f%%\n", 100 * r.class_right);
              std::printf("size right        %.1f%%\n", 100 * r.size_right);
              std::printf("position right    %.1f%%\n", 100 * r.position_right);
-             if (opt->speed_runs > 0)
+             if (opt->speed_runs > 0 && !opt->reconstruct)
                  std::printf("median seconds per 64x64 image: %.3f\n", r.median_seconds_per_image);
              return 0;
          };

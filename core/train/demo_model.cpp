@@ -48,6 +48,26 @@ torch::Tensor sd_alphas_cumprod() {
     return torch::cumprod(1.0 - betas, 0).to(torch::kFloat32);
 }
 
+// Shape mask [B,1,64,64] of rendered scenes `x`: 1 where a pixel differs from its scene's
+// background colour (shapes and their anti-aliased edges), 0 elsewhere.
+torch::Tensor shape_mask(const std::vector<Scene>& scenes, const torch::Tensor& x) {
+    std::vector<float> bg;
+    for (const auto& s : scenes) {
+        const Rgb c = colour_rgb(s.background);
+        for (uint8_t v : {c.r, c.g, c.b}) bg.push_back(float(v) / 127.5f - 1.0f);
+    }
+    const torch::Tensor bgt = torch::tensor(bg).view({-1, 3, 1, 1});
+    return ((x - bgt).abs().amax(1, /*keepdim=*/true) > 0.02).to(torch::kFloat32);
+}
+
+// Mean of `err` weighted 1 on the background and 1 + shape_weight on shape pixels, normalised by
+// the mean weight (so losses stay comparable across weights).
+torch::Tensor shape_weighted_mean(const torch::Tensor& err, const torch::Tensor& mask, double shape_weight) {
+    if (shape_weight <= 0) return err.mean();
+    const torch::Tensor w = 1.0 + shape_weight * mask;
+    return (err * w).mean() / w.expand_as(err).mean();
+}
+
 // Renders a batch of scenes as a [B,3,64,64] tensor in [-1,1].
 torch::Tensor render_batch(const std::vector<Scene>& scenes) {
     std::vector<torch::Tensor> xs;
@@ -95,11 +115,11 @@ torch::Tensor encode_prompts(const CLIPTokenizer& tokenizer, CLIPTextModel& text
 
 }  // namespace
 
-nlohmann::json demo_vae_config(double scaling_factor) {
+nlohmann::json demo_vae_config(double scaling_factor, int width) {
     return {{"_class_name", "AutoencoderKL"},
             {"_diffusers_version", kDiffusersVersion},
             {"act_fn", "silu"},
-            {"block_out_channels", {16, 32, 64}},
+            {"block_out_channels", {width, 2 * width, 4 * width}},
             {"down_block_types", {"DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"}},
             {"force_upcast", true},
             {"in_channels", 3},
@@ -234,6 +254,13 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (opt.vae_steps < 0 || opt.unet_steps < 0 || opt.vae_batch <= 0 || opt.unet_batch <= 0 ||
         opt.cache_images <= 0)
         throw Error("train-demo: step counts must be >= 0 and batch sizes / cache size > 0");
+    if (opt.vae_width < 8 || opt.vae_width % 8 != 0)
+        throw Error("train-demo: --vae-width must be a positive multiple of 8 (the VAE's group norm has 8 groups)");
+    if (opt.vae_kl_weight < 0) throw Error("train-demo: --vae-kl-weight must be >= 0");
+    if (opt.vae_shape_weight < 0) throw Error("train-demo: --vae-shape-weight must be >= 0");
+    if (opt.unet_shape_weight < 0) throw Error("train-demo: --unet-shape-weight must be >= 0");
+    if (!opt.vae_from.empty() && !fs::exists(fs::path(opt.vae_from) / "vae" / "config.json"))
+        throw Error("train-demo: --vae-from " + opt.vae_from + " has no vae/config.json (expected a demo model folder)");
     configure_torch_threads(opt.threads);
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
@@ -251,13 +278,13 @@ void train_demo_model(const DemoTrainOptions& opt,
     const uint64_t scene_stream = opt.seed;  // training scenes; evaluation uses other seeds
 
     // ---- VAE: reconstruction (L1 + L2) plus a small KL term (or an existing demo model's VAE).
-    AutoencoderKL vae(VAEConfig::from_json(demo_vae_config(1.0)));
+    int vae_width = opt.vae_width;
+    AutoencoderKL vae(VAEConfig::from_json(demo_vae_config(1.0, vae_width)));
     if (!opt.vae_from.empty()) {
         const fs::path from = fs::path(opt.vae_from) / "vae";
-        if (!fs::exists(from / "config.json"))
-            throw Error("train-demo: --vae-from " + opt.vae_from + " has no vae/config.json (expected a demo model folder)");
         vae = load_vae(from.string());
         vae->to(torch::kFloat32);
+        vae_width = read_json_file((from / "config.json").string())["block_out_channels"][0].get<int>();
     } else {
         torch::optim::AdamW adam(vae->parameters(),
                                  torch::optim::AdamWOptions(opt.vae_lr).weight_decay(1e-4));
@@ -273,7 +300,11 @@ void train_demo_model(const DemoTrainOptions& opt,
             const torch::Tensor y = vae->decode(z);
             const torch::Tensor kl =
                 0.5 * (d.mean.pow(2) + d.logvar.exp() - 1.0 - d.logvar).mean();
-            const torch::Tensor loss = (y - x).abs().mean() + (y - x).pow(2).mean() + 1e-4 * kl;
+            const torch::Tensor err = (y - x).abs() + (y - x).pow(2);
+            const torch::Tensor rec =
+                opt.vae_shape_weight > 0 ? shape_weighted_mean(err, shape_mask(scenes, x), opt.vae_shape_weight)
+                                         : err.mean();
+            const torch::Tensor loss = rec + opt.vae_kl_weight * kl;
             adam.zero_grad();
             loss.backward();
             torch::nn::utils::clip_grad_norm_(vae->parameters(), 1.0);
@@ -290,10 +321,11 @@ void train_demo_model(const DemoTrainOptions& opt,
     // ---- Latent cache: encode the UNet training scenes once; scaling factor = 1 / latent std.
     std::vector<Scene> cache_scenes;
     torch::Tensor latents;
+    torch::Tensor latent_masks;  // [N,1,16,16]: share of shape pixels under each latent cell
     {
         torch::NoGradGuard no_grad;
         auto gen = at::detail::createCPUGenerator(opt.seed + 2);
-        std::vector<torch::Tensor> parts;
+        std::vector<torch::Tensor> parts, masks;
         const int chunk = 64;
         for (int i = 0; i < opt.cache_images; i += chunk) {
             std::vector<Scene> scenes;
@@ -301,10 +333,13 @@ void train_demo_model(const DemoTrainOptions& opt,
                 cache_scenes.push_back(scene_for_index(scene_stream + 2, uint64_t(k)));
                 scenes.push_back(cache_scenes.back());
             }
-            parts.push_back(vae->encode(render_batch(scenes)).sample(gen));
+            const torch::Tensor x = render_batch(scenes);
+            parts.push_back(vae->encode(x).sample(gen));
+            masks.push_back(torch::avg_pool2d(shape_mask(scenes, x), kImageSize / kLatentSize));
             report("latents", int(cache_scenes.size()), opt.cache_images, 0);
         }
         latents = torch::cat(parts);
+        latent_masks = torch::cat(masks);
     }
     const double scaling_factor = 1.0 / latents.std().item<double>();
     latents = latents * scaling_factor;
@@ -338,7 +373,8 @@ void train_demo_model(const DemoTrainOptions& opt,
                 captions.push_back(rng.chance(opt.caption_dropout) ? std::string()
                                                                    : sample_caption(cache_scenes[k], rng));
             }
-            const torch::Tensor x0 = latents.index_select(0, torch::tensor(idx));
+            const torch::Tensor rows = torch::tensor(idx);
+            const torch::Tensor x0 = latents.index_select(0, rows);
             const torch::Tensor t = torch::randint(0, kTrainTimesteps, {opt.unet_batch}, gen, torch::kInt64);
             torch::Tensor noise = torch::randn(x0.sizes(), gen);
             if (opt.offset_noise > 0)
@@ -349,7 +385,9 @@ void train_demo_model(const DemoTrainOptions& opt,
             const torch::Tensor pred = unet->forward(xt, t, ctx);
             const torch::Tensor target =
                 v_prediction ? a.sqrt() * noise - (1.0 - a).sqrt() * x0 : noise;
-            const torch::Tensor loss = torch::mse_loss(pred, target);
+            const torch::Tensor loss = shape_weighted_mean((pred - target).pow(2),
+                                                           latent_masks.index_select(0, rows),
+                                                           opt.unet_shape_weight);
             adam.zero_grad();
             loss.backward();
             torch::nn::utils::clip_grad_norm_(params, 1.0);
@@ -376,7 +414,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     write_text_file(out / "model_index.json", demo_model_index().dump(2) + "\n");
     fs::create_directories(out / "scheduler");
     write_text_file(out / "scheduler" / "scheduler_config.json", demo_scheduler_config(opt.prediction_type).dump(2) + "\n");
-    save_component(*vae, demo_vae_config(scaling_factor), out / "vae", "diffusion_pytorch_model.safetensors");
+    save_component(*vae, demo_vae_config(scaling_factor, vae_width), out / "vae", "diffusion_pytorch_model.safetensors");
     save_component(*unet, demo_unet_config(), out / "unet", "diffusion_pytorch_model.safetensors");
     save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");
     report("save", 1, 1, 0);
@@ -468,16 +506,19 @@ struct DemoBundle {
     }
 };
 
-std::vector<std::string> eval_prompts(uint64_t seed, int n) {
-    // Every prompt names the shape's colour and the background (what is measured); size and
-    // position are named half of the time. Scenes come from their own seed stream.
+// Held-out prompts and the scenes they were written from. Every prompt names the shape's colour
+// and the background (what is measured); size and position are named half of the time. Scenes
+// come from their own seed stream.
+std::vector<std::string> eval_prompts(uint64_t seed, int n, std::vector<Scene>* scenes = nullptr) {
     CaptionOptions o;
     o.p_colour = 1.0;
     o.p_background = 1.0;
     std::vector<std::string> out;
     for (int i = 0; i < n; ++i) {
         Rng rng(seed ^ 0xE7A1ULL, uint64_t(i));
-        out.push_back(sample_caption(sample_scene(rng), rng, o));
+        const Scene scene = sample_scene(rng);
+        out.push_back(sample_caption(scene, rng, o));
+        if (scenes) scenes->push_back(scene);
     }
     return out;
 }
@@ -515,7 +556,8 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
     configure_torch_threads(opt.threads);
     DemoBundle bundle(opt.model_dir);
     DemoEvalResult r;
-    r.prompts = eval_prompts(opt.seed, opt.prompts);
+    std::vector<Scene> scenes;
+    r.prompts = eval_prompts(opt.seed, opt.prompts, &scenes);
     AttributeScore colour, background, cls, size, position;
     std::vector<torch::Tensor> images;
     for (int i = 0; i < opt.prompts; i += opt.batch) {
@@ -523,7 +565,19 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
         std::vector<std::string> prompts(r.prompts.begin() + i, r.prompts.begin() + end);
         std::vector<uint64_t> seeds;
         for (int k = i; k < end; ++k) seeds.push_back(opt.seed * 1000 + uint64_t(k));
-        const torch::Tensor batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance);
+        torch::Tensor batch;
+        if (opt.reconstruct) {
+            // The prompts' own scenes through the VAE (posterior mean) and back: the ceiling the
+            // autoencoder sets on what generation can score.
+            torch::NoGradGuard no_grad;
+            const std::vector<Scene> part(scenes.begin() + i, scenes.begin() + end);
+            AutoencoderKL& vae = bundle.bundle.vae;
+            batch = vae->decode(vae->encode(render_batch(part).to(bundle.bundle.dtype)).mean)
+                        .to(torch::kFloat32)
+                        .clamp(-1.0, 1.0);
+        } else {
+            batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance);
+        }
         for (int k = 0; k < end - i; ++k) {
             const Fidelity f = fidelity(tensor_to_image(batch[k]), prompts[size_t(k)]);
             colour.asked += f.colour.asked, colour.right += f.colour.right;
@@ -542,7 +596,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
     r.size_right = size.rate();
     r.position_right = position.rate();
     if (!opt.grid_png.empty()) write_grid_png(opt.grid_png, torch::cat(images), opt.grid_columns, opt.grid_rows);
-    if (opt.speed_runs > 0) {
+    if (opt.speed_runs > 0 && !opt.reconstruct) {
         std::vector<double> times;
         for (int k = 0; k < opt.speed_runs; ++k) {
             const auto t0 = Clock::now();

@@ -15,13 +15,20 @@ namespace kto {
 
 struct DemoTrainOptions {
     std::string out_dir;            // folder written in diffusers layout (created)
-    int vae_steps = 1500;           // VAE reconstruction steps
+    int vae_steps = 3000;           // VAE reconstruction steps
     int vae_batch = 16;
     int unet_steps = 7000;          // text encoder + UNet steps (diffusion loss)
     int unet_batch = 32;
     int cache_images = 16000;       // distinct scenes encoded once into latents for UNet training
     double vae_lr = 1e-3;
+    double vae_kl_weight = 1e-4;    // weight of the KL term in the VAE loss
+    // Extra weight of shape pixels (those not of the background colour) in the VAE loss: shapes
+    // cover a few percent of an image, so an unweighted loss is mostly about the background.
+    double vae_shape_weight = 10;
+    int vae_width = 16;             // channels of the VAE's first block (then x2, x4)
     double unet_lr = 1e-3;
+    // Extra weight of the latent cells that hold a shape in the diffusion loss (as vae_shape_weight).
+    double unet_shape_weight = 0;
     double ema_decay = 0.999;       // EMA of text encoder + UNet weights (saved); 0: last step
     double caption_dropout = 0.1;   // share of empty captions, so classifier-free guidance works
     // Offset noise: each training noise gets a per-image, per-channel constant of this std added.
@@ -50,7 +57,7 @@ struct DemoProgress {
 };
 
 // Configs (complete diffusers / transformers config.json contents) of the demo model.
-nlohmann::json demo_vae_config(double scaling_factor);
+nlohmann::json demo_vae_config(double scaling_factor, int width = 16);
 nlohmann::json demo_unet_config();
 nlohmann::json demo_text_encoder_config(int64_t vocab_size);
 nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_prediction");
@@ -89,6 +96,7 @@ struct DemoEvalOptions {
     int grid_rows = 6;
     int speed_runs = 7;      // timed single-image generations (median reported); 0 = skip
     int threads = 0;
+    bool reconstruct = false;  // score the VAE round trip of the prompts' own renders instead
 };
 
 struct DemoEvalResult {
