@@ -509,9 +509,9 @@ std::vector<std::string> CLIPTokenizer::tokenize(const std::string& prompt, size
     return tokens;
 }
 
-std::vector<int64_t> CLIPTokenizer::encode_ids(const std::string& prompt) const {
+std::vector<int64_t> CLIPTokenizer::encode_ids(const std::string& prompt, size_t max_tokens) const {
     std::vector<int64_t> ids{bos_id_};
-    for (const auto& t : tokenize(prompt)) {
+    for (const auto& t : tokenize(prompt, max_tokens)) {
         auto a = added_.find(t);
         ids.push_back(a != added_.end() ? a->second : token_id(t));
     }
@@ -528,12 +528,8 @@ TokenizedPrompts CLIPTokenizer::encode(const std::vector<std::string>& prompts) 
     auto mask_a = out.attention_mask.accessor<int64_t, 2>();
     out.count_limit = int(std::min<int64_t>(8 * L, std::numeric_limits<int>::max()));
     for (int64_t p = 0; p < P; ++p) {
-        std::vector<int64_t> ids{bos_id_};
-        for (const auto& t : tokenize(prompts[size_t(p)], size_t(out.count_limit - 1))) {
-            auto a = added_.find(t);
-            ids.push_back(a != added_.end() ? a->second : token_id(t));
-        }
-        ids.push_back(eos_id_);
+        // BOS, at most count_limit - 1 tokens, EOS: one id over the limit is enough to report it.
+        std::vector<int64_t> ids = encode_ids(prompts[size_t(p)], size_t(out.count_limit - 1));
         out.num_tokens.push_back(std::min(int(ids.size()), out.count_limit));
         const bool truncated = int64_t(ids.size()) > L;
         out.truncated.push_back(truncated);

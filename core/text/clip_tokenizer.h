@@ -60,8 +60,10 @@ public:
 
     // What the pipeline feeds the text encoder: `prompts` tokenized, padded/truncated.
     TokenizedPrompts encode(const std::vector<std::string>& prompts) const;
-    // Untruncated ids of one prompt with BOS and EOS (== Python `tokenizer(prompt).input_ids`).
-    std::vector<int64_t> encode_ids(const std::string& prompt) const;
+    // Untruncated ids of one prompt with BOS and EOS (== Python `tokenizer(prompt).input_ids`);
+    // tokenizing stops after max_tokens tokens between BOS and EOS.
+    std::vector<int64_t> encode_ids(const std::string& prompt,
+                                    size_t max_tokens = std::numeric_limits<size_t>::max()) const;
     // The token strings of one prompt, without BOS/EOS ("a</w>", "photo</w>", ...); stops once
     // max_tokens are produced.
     std::vector<std::string> tokenize(const std::string& prompt,

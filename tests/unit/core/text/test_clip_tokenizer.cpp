@@ -102,6 +102,15 @@ private slots:
         QCOMPARE(int(tok.tokenize(word, 10).size()), 10);
         // A word at the piece size is one piece: the same tokens as before the limit existed.
         QCOMPARE(tok.encode_ids(piece).size(), alone.size() + 2);
+        // encode_ids with a token limit: BOS, the first tokens, EOS; the same ids as unlimited.
+        const auto full = tok.encode_ids("a photo of a dog");
+        const auto two = tok.encode_ids("a photo of a dog", 2);
+        QCOMPARE(two.size(), size_t(4));
+        QCOMPARE(two[0], tok.bos_id());
+        QCOMPARE(two[1], full[1]);
+        QCOMPARE(two[2], full[2]);
+        QCOMPARE(two[3], tok.eos_id());
+        QCOMPARE(tok.encode_ids(word, 5).size(), size_t(7));
     }
 
     void longPromptIsTruncatedKeepingEos() {
