@@ -25,9 +25,9 @@ private slots:
         QCOMPARE(images.size(0), int64_t(3));
         QCOMPARE(images.size(2), int64_t(64));
         QCOMPARE(images.size(3), int64_t(64));
-        // What the model card measures on 200 prompts: the background is right in all of them,
-        // the shape's colour in a third. So every background must be right here, and the shape
-        // colours are reported.
+        // What the model card measures on 200 prompts: the background is right in 99.5% of them,
+        // the shape's colour in two of three (more often for large shapes, as here). So every
+        // background must be right here, and at least 2 of the 3 shape colours.
         int right = 0, backgrounds = 0;
         for (int k = 0; k < 3; ++k) {
             const Fidelity f = fidelity(tensor_to_image(images[k]), prompts[size_t(k)]);
@@ -37,7 +37,7 @@ private slots:
                   f.background.right, f.cls.right);
         }
         QCOMPARE(backgrounds, 3);
-        QVERIFY(right >= 4);  // of 6 colour + background checks
+        QVERIFY(right >= 5);  // of 6 colour + background checks
     }
 };
 
