@@ -250,7 +250,7 @@ void StoreService::modelsUsed(QObject* context, std::function<void(const QString
 
 void StoreService::setLabel(const QVector<qint64>& ids, Label label) {
     if (!writer_ || ids.isEmpty()) return;
-    post(writer_, [this, ids, label](StoreConnection& c) {
+    post(writer_, [this, ids, label, known = counts_](StoreConnection& c) {
         QString error;
         LabelCounts counts;
         QVector<qint64> done_ids;
@@ -266,7 +266,7 @@ void StoreService::setLabel(const QVector<qint64>& ids, Label label) {
         try {
             counts = to_ui(c.store->counts());
         } catch (const std::exception&) {
-            counts = counts_;
+            counts = known;
         }
         deliver([this, done_ids, label, counts, error] {
             if (!done_ids.isEmpty()) emit labelsChanged(done_ids, label);
@@ -278,10 +278,10 @@ void StoreService::setLabel(const QVector<qint64>& ids, Label label) {
 
 void StoreService::undoLabel(qint64 id) {
     if (!writer_) return;
-    post(writer_, [this, id](StoreConnection& c) {
+    post(writer_, [this, id, known = counts_](StoreConnection& c) {
         QString error;
         Label now = Label::None;
-        LabelCounts counts = counts_;
+        LabelCounts counts = known;
         try {
             if (!c.store) return;
             now = from_storage(c.store->undo_label(id));
@@ -302,9 +302,9 @@ void StoreService::undoLabel(qint64 id) {
 
 void StoreService::deleteImages(const QVector<qint64>& ids) {
     if (!writer_ || ids.isEmpty()) return;
-    post(writer_, [this, ids](StoreConnection& c) {
+    post(writer_, [this, ids, known = counts_](StoreConnection& c) {
         QString error;
-        LabelCounts counts = counts_;
+        LabelCounts counts = known;
         try {
             if (!c.store) return;
             c.store->delete_images(std::vector<std::int64_t>(ids.begin(), ids.end()));
@@ -325,10 +325,10 @@ void StoreService::deleteImages(const QVector<qint64>& ids) {
 
 void StoreService::addGeneratedImage(const GenerationRequest& request, qint64 seed, const QImage& image) {
     if (!writer_) return;
-    post(writer_, [this, request, seed, image](StoreConnection& c) {
+    post(writer_, [this, request, seed, image, known = counts_](StoreConnection& c) {
         QString error;
         ImageRecords added;
-        LabelCounts counts = counts_;
+        LabelCounts counts = known;
         try {
             if (!c.store) return;
             QImage tagged = image;
@@ -499,9 +499,9 @@ void StoreService::importDataset(const QString& dataset_dir, QObject* context,
     QPointer<QObject> context_guard(context);
     cancel_dataset_->store(false);
     auto cancel = cancel_dataset_;
-    post(writer_, [this, dataset_dir, context_guard, progress, done, cancel](StoreConnection& c) {
+    post(writer_, [this, dataset_dir, context_guard, progress, done, cancel, known = counts_](StoreConnection& c) {
         DatasetResult result;
-        LabelCounts counts = counts_;
+        LabelCounts counts = known;
         try {
             if (!c.store) throw Error("the workspace is not open");
             storage::ImportOptions options;
@@ -626,10 +626,10 @@ void StoreService::recordVote(const ComparisonSession& session, const Comparison
                               std::function<void(const QString&)> done) {
     if (!writer_) return;
     QPointer<QObject> guard(context);
-    post(writer_, [this, session, vote, guard, done](StoreConnection& c) {
+    post(writer_, [this, session, vote, guard, done, known = counts_](StoreConnection& c) {
         QString error;
         ImageRecords added;
-        LabelCounts counts = counts_;
+        LabelCounts counts = known;
         try {
             if (!c.store) return;
             const std::int64_t image_a = add_side_image(*c.store, session, session.a, vote.prompt, vote.seed, vote.image_a);
@@ -670,11 +670,11 @@ void StoreService::applyVoteLabels(const QString& compare_id, QObject* context,
                                    std::function<void(qint64, const QString&)> done) {
     if (!writer_) return;
     QPointer<QObject> guard(context);
-    post(writer_, [this, compare_id, guard, done](StoreConnection& c) {
+    post(writer_, [this, compare_id, guard, done, known = counts_](StoreConnection& c) {
         QString error;
         qint64 applied = 0;
         QVector<qint64> liked, disliked;
-        LabelCounts counts = counts_;
+        LabelCounts counts = known;
         try {
             if (!c.store) return;
             const std::string id = compare_id.toStdString();
