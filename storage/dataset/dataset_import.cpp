@@ -257,12 +257,9 @@ private:
 // `per_row` parameters; parameters are addressed by row and by their 1-based place in a row.
 class RowInserts {
 public:
-    RowInserts(sqlite3* db, int rows, std::string prefix, std::string row_sql, int per_row)
-        : prefix_(std::move(prefix)), row_sql_(std::move(row_sql)), rows_(rows), per_row_(per_row),
-          statement_(db, sql(prefix_, row_sql_, rows).c_str()) {}
+    RowInserts(sqlite3* db, int rows, const std::string& prefix, const std::string& row_sql, int per_row)
+        : rows_(rows), per_row_(per_row), statement_(db, sql(prefix, row_sql, rows).c_str()) {}
     int rows() const { return rows_; }
-    const std::string& prefix() const { return prefix_; }
-    const std::string& row_sql() const { return row_sql_; }
     // `s` must outlive the next run(): bound without a copy.
     void text(int row, int i, const std::string& s) { statement_.text(row * per_row_ + i, s); }
     void integer(int row, int i, std::int64_t v) { statement_.integer(row * per_row_ + i, v); }
@@ -275,7 +272,6 @@ private:
         for (int r = 0; r < rows; ++r) (out += r ? ", " : "") += row;
         return out;
     }
-    std::string prefix_, row_sql_;
     int rows_, per_row_;
     RawStatement statement_;
 };
@@ -480,16 +476,18 @@ ImportReport import_dataset(Store& store, const fs::path& dir, const ImportOptio
         next_image_id = qi.single_integer() + 1;
     }
     // The imported label is the image's base label (its history starts empty): two rows per image.
-    RowInserts generations_k(raw, kRowsPerInsert,
-                             "INSERT INTO generations (id, prompt, negative_prompt, seed, steps, cfg, sampler, "
-                             "width, height, model_id, created_at) VALUES ",
-                             "(?, ?, '', ?, ?, ?, ?, 0, 0, ?, ?)", 8);
-    RowInserts generations_1(raw, 1, generations_k.prefix(), generations_k.row_sql(), 8);
-    RowInserts images_k(raw, kRowsPerInsert,
-                        "INSERT INTO images (id, generation_id, file, sha256, byte_size, width, height, "
-                        "created_at, label, base_label) VALUES ",
-                        "(?, ?, ?, NULL, ?, 0, 0, ?, ?, ?)", 7);
-    RowInserts images_1(raw, 1, images_k.prefix(), images_k.row_sql(), 7);
+    const std::string generations_sql =
+        "INSERT INTO generations (id, prompt, negative_prompt, seed, steps, cfg, sampler, width, height, "
+        "model_id, created_at) VALUES ";
+    const std::string generations_row = "(?, ?, '', ?, ?, ?, ?, 0, 0, ?, ?)";
+    const std::string images_sql =
+        "INSERT INTO images (id, generation_id, file, sha256, byte_size, width, height, created_at, label, "
+        "base_label) VALUES ";
+    const std::string images_row = "(?, ?, ?, NULL, ?, 0, 0, ?, ?, ?)";
+    RowInserts generations_k(raw, kRowsPerInsert, generations_sql, generations_row, 8);
+    RowInserts generations_1(raw, 1, generations_sql, generations_row, 8);
+    RowInserts images_k(raw, kRowsPerInsert, images_sql, images_row, 7);
+    RowInserts images_1(raw, 1, images_sql, images_row, 7);
     // Bound once: the same for every row.
     for (RowInserts* g : {&generations_k, &generations_1})
         for (int r = 0; r < g->rows(); ++r) {
