@@ -18,7 +18,10 @@
 
 #include "core/common/runtime.h"
 #include "tests/gui/gui_support.h"
+#include "tests/gui/stall_probe.h"
+#include "tests/gui/worker_spy.h"
 #include "tests/support/test_paths.h"
+#include "tests/support/timing.h"
 #include "ui/app/main_window.h"
 #include "ui/common/dialogs.h"
 #include "ui/gallery/gallery_model.h"
@@ -79,30 +82,20 @@ private slots:
         w->showArea(MainWindow::GalleryArea);  // the gallery is on screen while images arrive
         QTRY_VERIFY(!w->galleryPanel()->model()->loading());
 
-        QSignalSpy progress(w->worker(), &GenerationWorker::progress);
-        QSignalSpy previews(w->worker(), &GenerationWorker::preview);
-        QSignalSpy ready(w->worker(), &GenerationWorker::imageReady);
-        QSignalSpy finished(w->worker(), &GenerationWorker::finished);
+        kto::test::WorkerSpy progress(w->worker(), &GenerationWorker::progress);
+        kto::test::WorkerSpy previews(w->worker(), &GenerationWorker::preview);
+        kto::test::WorkerSpy ready(w->worker(), &GenerationWorker::imageReady);
+        kto::test::WorkerSpy finished(w->worker(), &GenerationWorker::finished);
 
-        // Event-loop stall probe: a 10 ms timer on the GUI thread; record the longest gap.
-        QElapsedTimer clock;
-        qint64 last = 0, worst = 0;
-        QTimer probe;
-        probe.setInterval(10);
-        connect(&probe, &QTimer::timeout, this, [&] {
-            const qint64 now = clock.elapsed();
-            worst = std::max(worst, now - last);
-            last = now;
-        });
-        clock.start();
-        probe.start();
+        kto::test::StallProbe probe;  // the longest event-loop gap the app causes
         g->generateAction()->trigger();
         QVERIFY(g->busy());
         QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 120000);
         QTRY_COMPARE(w->store()->counts().total, 3);
         probe.stop();
+        const qint64 worst = probe.worst();
         qInfo("longest GUI-thread gap while generating: %lld ms", static_cast<long long>(worst));
-        QVERIFY2(worst <= 100, qPrintable(QString("event loop stalled %1 ms").arg(worst)));
+        QVERIFY2(worst <= kto::test::scaled_ms(100), qPrintable(QString("event loop stalled %1 ms").arg(worst)));
 
         QCOMPARE(finished.first().at(1).toBool(), false);            // not cancelled
         QCOMPARE(finished.first().at(2).toString(), QString());       // no error
@@ -141,8 +134,8 @@ private slots:
         QVERIFY(w);
         GeneratePanel* g = w->generatePanel();
         fillForm(g, 4, 200);
-        QSignalSpy progress(w->worker(), &GenerationWorker::progress);
-        QSignalSpy finished(w->worker(), &GenerationWorker::finished);
+        kto::test::WorkerSpy progress(w->worker(), &GenerationWorker::progress);
+        kto::test::WorkerSpy finished(w->worker(), &GenerationWorker::finished);
         g->generateAction()->trigger();
         QTRY_VERIFY_WITH_TIMEOUT(progress.count() >= 2, 60000);
         QElapsedTimer t;
@@ -150,7 +143,7 @@ private slots:
         g->cancelAction()->trigger();
         QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 30000);
         QVERIFY(finished.first().at(1).toBool());  // cancelled
-        QVERIFY2(t.elapsed() < 5000, "cancel must take effect between two steps");
+        QVERIFY2(t.elapsed() < kto::test::scaled_ms(5000), "cancel must take effect between two steps");
         QTRY_VERIFY_WITH_TIMEOUT(!g->busy(), 5000);  // the panel hears of the end through a queued signal
         QTest::qWait(100);
         QCOMPARE(w->store()->counts().total, 0);  // the first image had 200 steps: none finished
@@ -170,7 +163,7 @@ private slots:
         w->catalog()->rescan({}, {bad}, {});
         g->modelBox()->setCurrentIndex(0);
         fillForm(g, 1, 2);
-        QSignalSpy finished(w->worker(), &GenerationWorker::finished);
+        kto::test::WorkerSpy finished(w->worker(), &GenerationWorker::finished);
         MessageBox::setNextAnswer(QMessageBox::Ok);
         g->generateAction()->trigger();
         QTRY_VERIFY_WITH_TIMEOUT(finished.count() == 1, 30000);
@@ -187,7 +180,7 @@ private slots:
         QVERIFY(w);
         GeneratePanel* g = w->generatePanel();
         fillForm(g, 1, 3);
-        QSignalSpy finished(w->worker(), &GenerationWorker::finished);
+        kto::test::WorkerSpy finished(w->worker(), &GenerationWorker::finished);
         qputenv("KTO_FAULT_OOM", "generate-step:2");
         kto::reset_fault_points();
         MessageBox::setNextAnswer(QMessageBox::Ok);
