@@ -9,8 +9,6 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
-#include <QElapsedTimer>
-#include <ctime>
 #include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -25,7 +23,6 @@
 #include <QSpinBox>
 #include <QTableView>
 #include <QTemporaryDir>
-#include <QTimer>
 #include <QtTest>
 
 #include "tests/gui/gui_support.h"
@@ -368,13 +365,8 @@ private slots:
     void stallProbeSeesWorkOnTheGuiThread() {
         StallProbe probe;
         QTest::qWait(30);
-        const auto cpu_ms = [] {
-            timespec ts{};
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-            return qint64(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-        };
-        const qint64 t0 = cpu_ms();
-        while (cpu_ms() - t0 < 250) {
+        const long long t0 = kto::test::thread_cpu_ms();
+        while (kto::test::thread_cpu_ms() - t0 < 250) {
         }
         QTest::qWait(30);
         QVERIFY2(probe.worst() >= 200, qPrintable(QString("saw %1 ms").arg(probe.worst())));

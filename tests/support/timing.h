@@ -4,6 +4,7 @@
 // several times slower) multiplies them. A real stall (a denoising or training step, a blocking
 // query on the GUI thread) is longer than any scaled limit.
 #include <cstdlib>
+#include <ctime>
 
 namespace kto::test {
 
@@ -14,5 +15,13 @@ inline double time_scale() {
 }
 
 inline long long scaled_ms(long long ms) { return static_cast<long long>(static_cast<double>(ms) * time_scale()); }
+
+// CPU time the calling thread has used, in ms: what a check on work done on the GUI thread
+// measures, however busy the machine is.
+inline long long thread_cpu_ms() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<long long>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
 
 }  // namespace kto::test

@@ -2,7 +2,6 @@
 // lazy thumbnails decoded off the GUI thread.
 #include <QAbstractItemModelTester>
 #include <QElapsedTimer>
-#include <ctime>
 #include <QImage>
 #include <QListView>
 #include <QSignalSpy>
@@ -191,11 +190,7 @@ private slots:
         model.reload();
         QTRY_VERIFY(model.rowCount() > 0);
         // GUI-thread CPU time, not wall time: the machine running the tests may be busy.
-        auto cpu_ms = [] {
-            timespec ts;
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-            return qint64(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
-        };
+        const auto cpu_ms = [] { return qint64(kto::test::thread_cpu_ms()); };
         qint64 worst = 0, t0 = 0;
         int steps = 0;
         while (model.canFetchMore({}) || model.loading()) {
