@@ -1,9 +1,10 @@
-// `kto-studio-cli train-demo`: rebuild the built-in demo model from scratch (CPU, deterministic).
+// `kto-studio-cli train-demo`: rebuild the built-in demo model from scratch (deterministic on a CPU).
 // `kto-studio-cli demo-eval`: measure its prompt fidelity and speed with the shapes scorer.
 #include <cstdio>
 #include <iostream>
 
 #include "app/cli/command.h"
+#include "app/cli/sampling_options.h"
 #include "core/train/demo_model.h"
 
 namespace {
@@ -26,6 +27,22 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--unet-shape-weight", opt->unet_shape_weight,
                         "Extra diffusion-loss weight of latent cells that hold a shape")
              ->capture_default_str();
+         sub.add_option("--vae-lr", opt->vae_lr, "VAE learning rate (cosine decay to 0)")->capture_default_str();
+         sub.add_option("--unet-lr", opt->unet_lr, "Text encoder + UNet peak learning rate")->capture_default_str();
+         sub.add_option("--unet-lr-floor", opt->unet_lr_floor,
+                        "Share of --unet-lr the cosine schedule ends at")
+             ->capture_default_str();
+         sub.add_option("--unet-channels", opt->unet_channels,
+                        "UNet block_out_channels, one cross-attention level each (e.g. 32,64)")
+             ->delimiter(',')
+             ->capture_default_str();
+         sub.add_option("--min-snr-gamma", opt->min_snr_gamma,
+                        "Min-SNR-gamma weighting of the diffusion loss (0: off)")
+             ->capture_default_str();
+         sub.add_option("--unet-plain-levels", opt->unet_plain_levels,
+                        "UNet levels without attention, from the highest resolution down")
+             ->capture_default_str();
+         sub.add_option("--unet-layers", opt->unet_layers, "UNet layers_per_block")->capture_default_str();
          sub.add_option("--vae-batch", opt->vae_batch, "Images per VAE step")->capture_default_str();
          sub.add_option("--unet-batch", opt->unet_batch, "Latents per UNet step")->capture_default_str();
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
@@ -47,8 +64,12 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_flag("--refine-decoder-only", *refine_only,
                       "Run only the decoder refinement on the model already in --out");
          sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)");
-         return [opt, refine_only] {
+         auto device = std::make_shared<std::string>("cpu");
+         sub.add_option("--device", *device, "Where to train: cpu, cuda or cuda:N (the shipped model: cpu)")
+             ->capture_default_str();
+         return [opt, refine_only, device] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
+             opt->device = kto::cli::parse_device(*device);
              if (*refine_only) {
                  kto::DemoDecoderOptions d = kto::decoder_refinement(*opt);
                  if (d.steps <= 0) d.steps = kto::DemoDecoderOptions{}.steps;
@@ -96,8 +117,11 @@ kto::cli::CommandRegistrar eval_reg{
          sub.add_flag("--reconstruct", opt->reconstruct,
                       "Score the VAE's round trip of each prompt's own rendered scene instead of a "
                       "generation: the ceiling the autoencoder sets");
-         return [opt] {
+         auto device = std::make_shared<std::string>("cpu");
+         sub.add_option("--device", *device, "Where to generate: cpu, cuda or cuda:N")->capture_default_str();
+         return [opt, device] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
+             opt->device = kto::cli::parse_device(*device);
              const kto::DemoEvalResult r = kto::evaluate_demo_model(*opt, [](int done, int total) {
                  std::fprintf(stderr, "\rgenerated %d/%d", done, total);
                  std::fflush(stderr);

@@ -56,7 +56,7 @@ torch::Tensor shape_mask(const std::vector<Scene>& scenes, const torch::Tensor& 
         const Rgb c = colour_rgb(s.background);
         for (uint8_t v : {c.r, c.g, c.b}) bg.push_back(float(v) / 127.5f - 1.0f);
     }
-    const torch::Tensor bgt = torch::tensor(bg).view({-1, 3, 1, 1});
+    const torch::Tensor bgt = torch::tensor(bg).view({-1, 3, 1, 1}).to(x.device());
     return ((x - bgt).abs().amax(1, /*keepdim=*/true) > 0.02).to(torch::kFloat32);
 }
 
@@ -106,11 +106,18 @@ void save_component(torch::nn::Module& m, const nlohmann::json& config, const fs
     write_safetensors((dir / weights_name).string(), fp16_state(m), {{"format", "pt"}});
 }
 
+// A posterior sample whose noise comes from a CPU generator, whatever the device: runs on CPU and
+// CUDA then draw the same numbers.
+torch::Tensor sample_latents(const LatentDist& d, at::Generator& gen) {
+    const torch::Tensor noise = at::randn(d.mean.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat32));
+    return d.mean + d.std() * noise.to(d.mean.device());
+}
+
 // Text side of a generation or training step: token ids -> encoder hidden states.
 torch::Tensor encode_prompts(const CLIPTokenizer& tokenizer, CLIPTextModel& text,
-                             const std::vector<std::string>& prompts) {
+                             const std::vector<std::string>& prompts, const torch::Device& device) {
     auto tokens = tokenizer.encode(prompts);
-    return text->forward(tokens.input_ids).last_hidden_state;
+    return text->forward(tokens.input_ids.to(device)).last_hidden_state;
 }
 
 }  // namespace
@@ -134,7 +141,12 @@ nlohmann::json demo_vae_config(double scaling_factor, int width) {
             {"up_block_types", {"UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"}}};
 }
 
-nlohmann::json demo_unet_config() {
+nlohmann::json demo_unet_config(const std::vector<int>& channels, int layers_per_block, int plain_levels) {
+    std::vector<std::string> down, up;
+    for (size_t i = 0; i < channels.size(); ++i)
+        down.push_back(int(i) < plain_levels ? "DownBlock2D" : "CrossAttnDownBlock2D");
+    up.assign(down.rbegin(), down.rend());
+    for (auto& u : up) u = u == "DownBlock2D" ? "UpBlock2D" : "CrossAttnUpBlock2D";
     return {{"_class_name", "UNet2DConditionModel"},
             {"_diffusers_version", kDiffusersVersion},
             {"act_fn", "silu"},
@@ -143,7 +155,7 @@ nlohmann::json demo_unet_config() {
             {"addition_time_embed_dim", nullptr},
             {"attention_head_dim", 4},
             {"attention_type", "default"},
-            {"block_out_channels", {32, 64}},
+            {"block_out_channels", channels},
             {"center_input_sample", false},
             {"class_embed_type", nullptr},
             {"class_embeddings_concat", false},
@@ -151,7 +163,7 @@ nlohmann::json demo_unet_config() {
             {"conv_out_kernel", 3},
             {"cross_attention_dim", 64},
             {"cross_attention_norm", nullptr},
-            {"down_block_types", {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D"}},
+            {"down_block_types", down},
             {"downsample_padding", 1},
             {"dropout", 0.0},
             {"dual_cross_attention", false},
@@ -160,7 +172,7 @@ nlohmann::json demo_unet_config() {
             {"flip_sin_to_cos", true},
             {"freq_shift", 0},
             {"in_channels", 4},
-            {"layers_per_block", 1},
+            {"layers_per_block", layers_per_block},
             {"mid_block_only_cross_attention", nullptr},
             {"mid_block_scale_factor", 1},
             {"mid_block_type", "UNetMidBlock2DCrossAttn"},
@@ -182,7 +194,7 @@ nlohmann::json demo_unet_config() {
             {"time_embedding_type", "positional"},
             {"timestep_post_act", nullptr},
             {"transformer_layers_per_block", 1},
-            {"up_block_types", {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D"}},
+            {"up_block_types", up},
             {"upcast_attention", false},
             {"use_linear_projection", false}};
 }
@@ -259,6 +271,17 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (opt.vae_kl_weight < 0) throw Error("train-demo: --vae-kl-weight must be >= 0");
     if (opt.vae_shape_weight < 0) throw Error("train-demo: --vae-shape-weight must be >= 0");
     if (opt.unet_shape_weight < 0) throw Error("train-demo: --unet-shape-weight must be >= 0");
+    if (opt.unet_channels.empty() || opt.unet_channels.size() > 3 ||
+        std::any_of(opt.unet_channels.begin(), opt.unet_channels.end(), [](int c) { return c <= 0 || c % 16 != 0; }))
+        throw Error("train-demo: --unet-channels needs 1 to 3 positive multiples of 16 (the UNet's group norm has 16 groups; "
+                    "16x16 latents allow at most 3 levels)");
+    if (opt.min_snr_gamma < 0) throw Error("train-demo: --min-snr-gamma must be >= 0 (0: off)");
+    if (opt.unet_plain_levels < 0 || opt.unet_plain_levels >= int(opt.unet_channels.size()))
+        throw Error("train-demo: --unet-plain-levels must leave at least the lowest UNet level with attention");
+    if (opt.unet_layers < 1) throw Error("train-demo: --unet-layers must be >= 1");
+    if (!(opt.unet_lr_floor >= 0 && opt.unet_lr_floor <= 1)) throw Error("train-demo: --unet-lr-floor must be in [0, 1]");
+    if (opt.device.is_cuda() && !torch::cuda::is_available())
+        throw Error("train-demo: --device cuda, but this libtorch build has no CUDA or no GPU is visible");
     if (!opt.vae_from.empty() && !fs::exists(fs::path(opt.vae_from) / "vae" / "config.json"))
         throw Error("train-demo: --vae-from " + opt.vae_from + " has no vae/config.json (expected a demo model folder)");
     configure_torch_threads(opt.threads);
@@ -276,6 +299,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     CLIPTokenizer tokenizer = CLIPTokenizer::from_folder((out / "tokenizer").string());
 
     const uint64_t scene_stream = opt.seed;  // training scenes; evaluation uses other seeds
+    const torch::Device dev = opt.device;
 
     // ---- VAE: reconstruction (L1 + L2) plus a small KL term (or an existing demo model's VAE).
     int vae_width = opt.vae_width;
@@ -283,9 +307,10 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (!opt.vae_from.empty()) {
         const fs::path from = fs::path(opt.vae_from) / "vae";
         vae = load_vae(from.string());
-        vae->to(torch::kFloat32);
+        vae->to(dev, torch::kFloat32);
         vae_width = read_json_file((from / "config.json").string())["block_out_channels"][0].get<int>();
     } else {
+        vae->to(dev);
         torch::optim::AdamW adam(vae->parameters(),
                                  torch::optim::AdamWOptions(opt.vae_lr).weight_decay(1e-4));
         auto gen = at::detail::createCPUGenerator(opt.seed + 1);
@@ -294,9 +319,9 @@ void train_demo_model(const DemoTrainOptions& opt,
             std::vector<Scene> scenes;
             for (int i = 0; i < opt.vae_batch; ++i)
                 scenes.push_back(scene_for_index(scene_stream + 1, uint64_t(step) * opt.vae_batch + i));
-            const torch::Tensor x = render_batch(scenes);
+            const torch::Tensor x = render_batch(scenes).to(dev);
             const LatentDist d = vae->encode(x);
-            const torch::Tensor z = d.sample(gen);
+            const torch::Tensor z = sample_latents(d, gen);
             const torch::Tensor y = vae->decode(z);
             const torch::Tensor kl =
                 0.5 * (d.mean.pow(2) + d.logvar.exp() - 1.0 - d.logvar).mean();
@@ -333,8 +358,8 @@ void train_demo_model(const DemoTrainOptions& opt,
                 cache_scenes.push_back(scene_for_index(scene_stream + 2, uint64_t(k)));
                 scenes.push_back(cache_scenes.back());
             }
-            const torch::Tensor x = render_batch(scenes);
-            parts.push_back(vae->encode(x).sample(gen));
+            const torch::Tensor x = render_batch(scenes).to(dev);
+            parts.push_back(sample_latents(vae->encode(x), gen));
             masks.push_back(torch::avg_pool2d(shape_mask(scenes, x), kImageSize / kLatentSize));
             report("latents", int(cache_scenes.size()), opt.cache_images, 0);
         }
@@ -347,7 +372,10 @@ void train_demo_model(const DemoTrainOptions& opt,
     // ---- Text encoder + UNet together: v (or epsilon) loss with offset noise, 10% empty captions.
     const nlohmann::json text_cfg_json = demo_text_encoder_config(int64_t(vocab.tokens.size()));
     CLIPTextModel text(CLIPTextConfig::from_json(text_cfg_json));
-    UNet2DConditionModel unet(UNetConfig::from_json(demo_unet_config()));
+    const nlohmann::json unet_cfg_json = demo_unet_config(opt.unet_channels, opt.unet_layers, opt.unet_plain_levels);
+    UNet2DConditionModel unet(UNetConfig::from_json(unet_cfg_json));
+    text->to(dev);
+    unet->to(dev);
     {
         std::vector<torch::Tensor> params = unet->parameters();
         for (auto& p : text->parameters()) params.push_back(p);
@@ -359,7 +387,7 @@ void train_demo_model(const DemoTrainOptions& opt,
             torch::NoGradGuard no_grad;
             for (const auto& p : params) ema_params.push_back(p.detach().clone());
         }
-        const torch::Tensor acp = sd_alphas_cumprod();
+        const torch::Tensor acp = sd_alphas_cumprod().to(dev);
         auto gen = at::detail::createCPUGenerator(opt.seed + 3);
         Rng rng(opt.seed, 3);
         double ema = 0;
@@ -373,27 +401,33 @@ void train_demo_model(const DemoTrainOptions& opt,
                 captions.push_back(rng.chance(opt.caption_dropout) ? std::string()
                                                                    : sample_caption(cache_scenes[k], rng));
             }
-            const torch::Tensor rows = torch::tensor(idx);
+            const torch::Tensor rows = torch::tensor(idx).to(dev);
             const torch::Tensor x0 = latents.index_select(0, rows);
-            const torch::Tensor t = torch::randint(0, kTrainTimesteps, {opt.unet_batch}, gen, torch::kInt64);
+            const torch::Tensor t = torch::randint(0, kTrainTimesteps, {opt.unet_batch}, gen, torch::kInt64).to(dev);
             torch::Tensor noise = torch::randn(x0.sizes(), gen);
             if (opt.offset_noise > 0)
                 noise = noise + opt.offset_noise * torch::randn({x0.size(0), x0.size(1), 1, 1}, gen);
+            noise = noise.to(dev);
             const torch::Tensor a = acp.index_select(0, t).view({-1, 1, 1, 1});
             const torch::Tensor xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
-            const torch::Tensor ctx = encode_prompts(tokenizer, text, captions);
+            const torch::Tensor ctx = encode_prompts(tokenizer, text, captions, dev);
             const torch::Tensor pred = unet->forward(xt, t, ctx);
             const torch::Tensor target =
                 v_prediction ? a.sqrt() * noise - (1.0 - a).sqrt() * x0 : noise;
-            const torch::Tensor loss = shape_weighted_mean((pred - target).pow(2),
+            torch::Tensor err = (pred - target).pow(2);
+            if (opt.min_snr_gamma > 0) {
+                const torch::Tensor snr = a / (1.0 - a);
+                err = err * (snr.clamp_max(opt.min_snr_gamma) / (v_prediction ? snr + 1.0 : snr));
+            }
+            const torch::Tensor loss = shape_weighted_mean(err,
                                                            latent_masks.index_select(0, rows),
                                                            opt.unet_shape_weight);
             adam.zero_grad();
             loss.backward();
             torch::nn::utils::clip_grad_norm_(params, 1.0);
             const double warm = std::min(1.0, double(step + 1) / warmup);
-            const double lr = opt.unet_lr * warm *
-                              (0.55 + 0.45 * std::cos(M_PI * step / std::max(1, opt.unet_steps)));
+            const double cosine = 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.unet_steps)));
+            const double lr = opt.unet_lr * warm * (opt.unet_lr_floor + (1.0 - opt.unet_lr_floor) * cosine);
             for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
             adam.step();
             {
@@ -415,7 +449,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     fs::create_directories(out / "scheduler");
     write_text_file(out / "scheduler" / "scheduler_config.json", demo_scheduler_config(opt.prediction_type).dump(2) + "\n");
     save_component(*vae, demo_vae_config(scaling_factor, vae_width), out / "vae", "diffusion_pytorch_model.safetensors");
-    save_component(*unet, demo_unet_config(), out / "unet", "diffusion_pytorch_model.safetensors");
+    save_component(*unet, unet_cfg_json, out / "unet", "diffusion_pytorch_model.safetensors");
     save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");
     report("save", 1, 1, 0);
 
@@ -487,7 +521,14 @@ namespace {
 struct DemoBundle {
     ModelBundle bundle;
 
-    explicit DemoBundle(const std::string& dir) : bundle(ModelBundle::load(dir)) {}
+    explicit DemoBundle(const std::string& dir, const torch::Device& device = torch::kCPU)
+        : bundle(ModelBundle::load(dir, bundle_options(device))) {}
+
+    static ModelBundleOptions bundle_options(const torch::Device& device) {
+        ModelBundleOptions o;
+        o.device = device;
+        return o;
+    }
 
     torch::Tensor generate(const std::vector<std::string>& prompts, const std::vector<uint64_t>& seeds,
                            int steps, double guidance) {
@@ -502,7 +543,7 @@ struct DemoBundle {
         o.cfg = guidance;
         o.width = o.height = kImageSize;
         o.init_latents = torch::cat(noise);
-        return kto::generate(bundle, o).images * 2.0 - 1.0;  // [0,1] -> [-1,1]
+        return kto::generate(bundle, o).images.to(torch::kCPU) * 2.0 - 1.0;  // [0,1] -> [-1,1]
     }
 };
 
@@ -554,7 +595,9 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
                                    const std::function<void(int, int)>& progress) {
     if (opt.prompts <= 0 || opt.batch <= 0) throw Error("demo-eval: prompts and batch must be positive");
     configure_torch_threads(opt.threads);
-    DemoBundle bundle(opt.model_dir);
+    if (opt.device.is_cuda() && !torch::cuda::is_available())
+        throw Error("demo-eval: --device cuda, but this libtorch build has no CUDA or no GPU is visible");
+    DemoBundle bundle(opt.model_dir, opt.device);
     DemoEvalResult r;
     std::vector<Scene> scenes;
     r.prompts = eval_prompts(opt.seed, opt.prompts, &scenes);
@@ -572,8 +615,8 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
             torch::NoGradGuard no_grad;
             const std::vector<Scene> part(scenes.begin() + i, scenes.begin() + end);
             AutoencoderKL& vae = bundle.bundle.vae;
-            batch = vae->decode(vae->encode(render_batch(part).to(bundle.bundle.dtype)).mean)
-                        .to(torch::kFloat32)
+            batch = vae->decode(vae->encode(render_batch(part).to(bundle.bundle.device, bundle.bundle.dtype)).mean)
+                        .to(torch::kCPU, torch::kFloat32)
                         .clamp(-1.0, 1.0);
         } else {
             batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance);

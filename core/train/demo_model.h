@@ -27,8 +27,18 @@ struct DemoTrainOptions {
     double vae_shape_weight = 10;
     int vae_width = 16;             // channels of the VAE's first block (then x2, x4)
     double unet_lr = 1e-3;
+    double unet_lr_floor = 0.1;     // the cosine schedule ends at this share of unet_lr
+    std::vector<int> unet_channels{32, 64};  // UNet block_out_channels, one level each
+    int unet_layers = 1;            // UNet layers_per_block
+    // How many of the UNet's highest-resolution levels have no attention (DownBlock2D /
+    // UpBlock2D, as SD's lowest level): attention over 16x16 cells is the costliest part on a CPU.
+    int unet_plain_levels = 0;
     // Extra weight of the latent cells that hold a shape in the diffusion loss (as vae_shape_weight).
     double unet_shape_weight = 0;
+    // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
+    // min(SNR, gamma) / (SNR + 1) for v (/ SNR for epsilon), so the easy low-noise steps do not
+    // dominate. 0: off (every timestep weighs 1).
+    double min_snr_gamma = 0;
     double ema_decay = 0.999;       // EMA of text encoder + UNet weights (saved); 0: last step
     double caption_dropout = 0.1;   // share of empty captions, so classifier-free guidance works
     // Offset noise: each training noise gets a per-image, per-channel constant of this std added.
@@ -46,6 +56,9 @@ struct DemoTrainOptions {
     int decoder_steps = 0;          // last phase: VAE decoder refinement on the saved folder (refine_demo_decoder)
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
+    // Where to train. Every random draw is made on the CPU and moved, so a CUDA run draws the
+    // same noise as a CPU run (its numbers still differ in rounding).
+    torch::Device device = torch::kCPU;
 };
 
 struct DemoProgress {
@@ -58,7 +71,8 @@ struct DemoProgress {
 
 // Configs (complete diffusers / transformers config.json contents) of the demo model.
 nlohmann::json demo_vae_config(double scaling_factor, int width = 16);
-nlohmann::json demo_unet_config();
+nlohmann::json demo_unet_config(const std::vector<int>& channels = {32, 64}, int layers_per_block = 1,
+                                int plain_levels = 0);
 nlohmann::json demo_text_encoder_config(int64_t vocab_size);
 nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_prediction");
 nlohmann::json demo_model_index();
@@ -97,6 +111,7 @@ struct DemoEvalOptions {
     int speed_runs = 7;      // timed single-image generations (median reported); 0 = skip
     int threads = 0;
     bool reconstruct = false;  // score the VAE round trip of the prompts' own renders instead
+    torch::Device device = torch::kCPU;  // generation runs here (fp32); noise is drawn on the CPU
 };
 
 struct DemoEvalResult {

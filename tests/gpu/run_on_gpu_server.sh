@@ -10,6 +10,8 @@
 #               share/cmake/nlohmann_json, icu/{include,lib}, reference/ (the shared reference set)
 #   KTO_REFERENCE_DIR   the shared reference folder (default: $KTO_DEPS/reference, else ../shared/reference)
 #   OUT         where logs and images go (default: BUILD_DIR/gpu-check-out)
+#   KTO_GPU_TARGETS     what to build (default gpu_check; demo_recipe: demo-model recipe trials)
+#   KTO_GPU_BUILD_ONLY  1: build, then stop without running gpu_check
 set -uo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$src/build-gpu}
@@ -63,11 +65,13 @@ tail -n 25 "$OUT/configure.log"
 [ $rc -eq 0 ] || { echo "configure failed"; exit 1; }
 keep_going=-k; [ -f "$build/build.ninja" ] && keep_going="-k 0"
 # shellcheck disable=SC2086
-cmake --build "$build" --target gpu_check -j "$(nproc)" -- $keep_going >"$OUT/build.log" 2>&1
+# shellcheck disable=SC2086
+cmake --build "$build" --target ${KTO_GPU_TARGETS:-gpu_check} -j "$(nproc)" -- $keep_going >"$OUT/build.log" 2>&1
 rc=$?
 echo "build: rc $rc in $(( $(date +%s) - t0 )) s ($(nproc) cores)"
 grep -E "error|Error" "$OUT/build.log" | head -n 40
 [ $rc -eq 0 ] || { tail -n 40 "$OUT/build.log"; exit 1; }
+[ "${KTO_GPU_BUILD_ONLY:-0}" = 1 ] && exit 0
 "$build/tests/gpu/gpu_check" --device cuda --reference "$reference" --demo "$src/resources/models/kto-demo" --out "$OUT" --work "$build/gpu-check-work" 2>&1 | tee "$OUT/gpu_check.log"
 status=${PIPESTATUS[0]}
 

@@ -1,6 +1,7 @@
 // train-demo at toy scale: every phase runs, the folder it writes loads as a diffusers model, the
-// same options give the same weights, bad options are refused before any work. And demo-eval's
-// VAE round trip (--reconstruct) on the shipped model: what the autoencoder lets generation score.
+// same options give the same weights, the UNet options shape what is saved, bad options are
+// refused before any work. And demo-eval's VAE round trip (--reconstruct) on the shipped model:
+// what the autoencoder lets generation score.
 #include <QtTest>
 #include <torch/torch.h>
 
@@ -8,6 +9,7 @@
 #include <set>
 
 #include "core/common/error.h"
+#include "core/io/model_folder.h"
 #include "core/io/safetensors.h"
 #include "core/train/demo_model.h"
 #include "tests/support/test_paths.h"
@@ -95,6 +97,51 @@ private slots:
         refused([](auto& o) { o.prediction_type = "sample"; }, "--prediction-type");
         refused([](auto& o) { o.unet_batch = 0; }, "batch");
         refused([](auto& o) { o.vae_from = "/nonexistent"; }, "--vae-from");
+        refused([](auto& o) { o.unet_channels = {}; }, "--unet-channels");
+        refused([](auto& o) { o.unet_channels = {32, 40}; }, "--unet-channels");
+        refused([](auto& o) { o.unet_channels = {16, 32, 32, 32}; }, "--unet-channels");
+        refused([](auto& o) { o.unet_plain_levels = 3; }, "--unet-plain-levels");
+        refused([](auto& o) { o.unet_plain_levels = -1; }, "--unet-plain-levels");
+        refused([](auto& o) { o.unet_layers = 0; }, "--unet-layers");
+        refused([](auto& o) { o.unet_lr_floor = 1.5; }, "--unet-lr-floor");
+        refused([](auto& o) { o.min_snr_gamma = -1; }, "--min-snr-gamma");
+    }
+
+    // The UNet options shape what is saved: block_out_channels, layers_per_block, and which levels
+    // go without attention (DownBlock2D / UpBlock2D at the highest resolution, mirrored on the way
+    // up). The folder loads and generates through the app's pipeline, and min-SNR weighting trains.
+    void unetOptionsShapeTheSavedModel() {
+        QTemporaryDir tmp;
+        const nlohmann::json shipped = kto::demo_unet_config(kto::DemoTrainOptions{}.unet_channels,
+                                                             kto::DemoTrainOptions{}.unet_layers,
+                                                             kto::DemoTrainOptions{}.unet_plain_levels);
+        QCOMPARE(shipped, kto::demo_unet_config());  // the defaults of both agree
+        struct Case {
+            std::vector<int> channels;
+            int layers, plain;
+            std::vector<std::string> down, up;
+        };
+        const std::vector<Case> cases{
+            {{16, 32, 32}, 1, 1, {"DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"},
+             {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"}},
+            {{32, 64}, 2, 0, {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D"}, {"CrossAttnUpBlock2D", "CrossAttnUpBlock2D"}},
+        };
+        int n = 0;
+        for (const Case& c : cases) {
+            kto::DemoTrainOptions o = toy_options(tmp.path().toStdString() + "/m" + std::to_string(n++));
+            o.unet_channels = c.channels;
+            o.unet_layers = c.layers;
+            o.unet_plain_levels = c.plain;
+            o.min_snr_gamma = 5;
+            kto::train_demo_model(o);
+            const nlohmann::json cfg = kto::read_json_file(o.out_dir + "/unet/config.json");
+            QCOMPARE(cfg["block_out_channels"].get<std::vector<int>>(), c.channels);
+            QCOMPARE(cfg["layers_per_block"].get<int>(), c.layers);
+            QCOMPARE(cfg["down_block_types"].get<std::vector<std::string>>(), c.down);
+            QCOMPARE(cfg["up_block_types"].get<std::vector<std::string>>(), c.up);
+            const torch::Tensor img = kto::demo_generate(o.out_dir, {"a blue star"}, {3}, 2, 5.0);
+            QVERIFY(torch::isfinite(img).all().item<bool>());
+        }
     }
 
     // The shipped VAE reproduces the held-out scenes well enough that the scorer reads back what
