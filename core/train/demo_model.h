@@ -17,9 +17,9 @@ struct DemoTrainOptions {
     std::string out_dir;            // folder written in diffusers layout (created)
     int vae_steps = 3000;           // VAE reconstruction steps
     int vae_batch = 16;
-    int unet_steps = 7000;          // text encoder + UNet steps (diffusion loss)
+    int unet_steps = 9500;          // text encoder + UNet steps (diffusion loss)
     int unet_batch = 32;
-    int cache_images = 16000;       // distinct scenes encoded once into latents for UNet training
+    int cache_images = 32000;       // distinct scenes encoded once into latents for UNet training
     double vae_lr = 1e-3;
     double vae_kl_weight = 1e-4;    // weight of the KL term in the VAE loss
     // Extra weight of shape pixels (those not of the background colour) in the VAE loss: shapes
@@ -28,11 +28,11 @@ struct DemoTrainOptions {
     int vae_width = 16;             // channels of the VAE's first block (then x2, x4)
     double unet_lr = 1e-3;
     double unet_lr_floor = 0.1;     // the cosine schedule ends at this share of unet_lr
-    std::vector<int> unet_channels{32, 64};  // UNet block_out_channels, one level each
+    std::vector<int> unet_channels{48, 96, 96};  // UNet block_out_channels, one level each
     int unet_layers = 1;            // UNet layers_per_block
     // How many of the UNet's highest-resolution levels have no attention (DownBlock2D /
     // UpBlock2D, as SD's lowest level): attention over 16x16 cells is the costliest part on a CPU.
-    int unet_plain_levels = 0;
+    int unet_plain_levels = 1;
     // Extra weight of the latent cells that hold a shape in the diffusion loss (as vae_shape_weight).
     double unet_shape_weight = 0;
     // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
@@ -71,8 +71,8 @@ struct DemoProgress {
 
 // Configs (complete diffusers / transformers config.json contents) of the demo model.
 nlohmann::json demo_vae_config(double scaling_factor, int width = 16);
-nlohmann::json demo_unet_config(const std::vector<int>& channels = {32, 64}, int layers_per_block = 1,
-                                int plain_levels = 0);
+nlohmann::json demo_unet_config(const std::vector<int>& channels = {48, 96, 96}, int layers_per_block = 1,
+                                int plain_levels = 1);
 nlohmann::json demo_text_encoder_config(int64_t vocab_size);
 nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_prediction");
 nlohmann::json demo_model_index();
