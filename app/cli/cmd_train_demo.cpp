@@ -33,7 +33,7 @@ kto::cli::CommandRegistrar train_reg{
                         "Share of --unet-lr the cosine schedule ends at")
              ->capture_default_str();
          sub.add_option("--unet-channels", opt->unet_channels,
-                        "UNet block_out_channels, one cross-attention level each (e.g. 32,64)")
+                        "UNet block_out_channels, one resolution level each (e.g. 48,96,96)")
              ->delimiter(',')
              ->capture_default_str();
          sub.add_option("--min-snr-gamma", opt->min_snr_gamma,

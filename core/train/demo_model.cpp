@@ -16,6 +16,7 @@
 #include "core/nn/unet.h"
 #include "core/nn/vae.h"
 #include "core/pipeline/pipeline.h"
+#include "core/sampling/scheduler.h"
 #include "core/shapes/bpe_vocab.h"
 #include "core/shapes/caption.h"
 #include "core/shapes/renderer.h"
@@ -109,8 +110,13 @@ void save_component(torch::nn::Module& m, const nlohmann::json& config, const fs
 // A posterior sample whose noise comes from a CPU generator, whatever the device: runs on CPU and
 // CUDA then draw the same numbers.
 torch::Tensor sample_latents(const LatentDist& d, at::Generator& gen) {
-    const torch::Tensor noise = at::randn(d.mean.sizes(), gen, torch::TensorOptions().dtype(torch::kFloat32));
-    return d.mean + d.std() * noise.to(d.mean.device());
+    return d.mean + d.std() * randn_on_cpu(d.mean.sizes(), &gen, d.mean.device(), d.mean.scalar_type());
+}
+
+// `command`'s refusal of a CUDA device this libtorch or machine does not have.
+void require_device(const torch::Device& device, const std::string& command) {
+    if (device.is_cuda() && !torch::cuda::is_available())
+        throw Error(command + ": --device cuda, but this libtorch build has no CUDA or no GPU is visible");
 }
 
 // Text side of a generation or training step: token ids -> encoder hidden states.
@@ -280,8 +286,7 @@ void train_demo_model(const DemoTrainOptions& opt,
         throw Error("train-demo: --unet-plain-levels must leave at least the lowest UNet level with attention");
     if (opt.unet_layers < 1) throw Error("train-demo: --unet-layers must be >= 1");
     if (!(opt.unet_lr_floor >= 0 && opt.unet_lr_floor <= 1)) throw Error("train-demo: --unet-lr-floor must be in [0, 1]");
-    if (opt.device.is_cuda() && !torch::cuda::is_available())
-        throw Error("train-demo: --device cuda, but this libtorch build has no CUDA or no GPU is visible");
+    require_device(opt.device, "train-demo");
     if (!opt.vae_from.empty() && !fs::exists(fs::path(opt.vae_from) / "vae" / "config.json"))
         throw Error("train-demo: --vae-from " + opt.vae_from + " has no vae/config.json (expected a demo model folder)");
     configure_torch_threads(opt.threads);
@@ -521,10 +526,9 @@ namespace {
 struct DemoBundle {
     ModelBundle bundle;
 
-    explicit DemoBundle(const std::string& dir, const torch::Device& device = torch::kCPU)
-        : bundle(ModelBundle::load(dir, bundle_options(device))) {}
+    DemoBundle(const std::string& dir, const torch::Device& device) : bundle(ModelBundle::load(dir, on(device))) {}
 
-    static ModelBundleOptions bundle_options(const torch::Device& device) {
+    static ModelBundleOptions on(const torch::Device& device) {
         ModelBundleOptions o;
         o.device = device;
         return o;
@@ -543,7 +547,7 @@ struct DemoBundle {
         o.cfg = guidance;
         o.width = o.height = kImageSize;
         o.init_latents = torch::cat(noise);
-        return kto::generate(bundle, o).images.to(torch::kCPU) * 2.0 - 1.0;  // [0,1] -> [-1,1]
+        return kto::generate(bundle, o).images * 2.0 - 1.0;  // [0,1] -> [-1,1]
     }
 };
 
@@ -587,7 +591,7 @@ torch::Tensor demo_generate(const std::string& model_dir, const std::vector<std:
     if (prompts.size() != seeds.size() || prompts.empty())
         throw Error("demo_generate: need one seed per prompt and at least one prompt");
     if (steps <= 0 || steps > kTrainTimesteps) throw Error("demo_generate: steps must be in 1..1000");
-    DemoBundle bundle(model_dir);
+    DemoBundle bundle(model_dir, torch::kCPU);
     return bundle.generate(prompts, seeds, steps, guidance);
 }
 
@@ -595,8 +599,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
                                    const std::function<void(int, int)>& progress) {
     if (opt.prompts <= 0 || opt.batch <= 0) throw Error("demo-eval: prompts and batch must be positive");
     configure_torch_threads(opt.threads);
-    if (opt.device.is_cuda() && !torch::cuda::is_available())
-        throw Error("demo-eval: --device cuda, but this libtorch build has no CUDA or no GPU is visible");
+    require_device(opt.device, "demo-eval");
     DemoBundle bundle(opt.model_dir, opt.device);
     DemoEvalResult r;
     std::vector<Scene> scenes;

@@ -65,7 +65,6 @@ tail -n 25 "$OUT/configure.log"
 [ $rc -eq 0 ] || { echo "configure failed"; exit 1; }
 keep_going=-k; [ -f "$build/build.ninja" ] && keep_going="-k 0"
 # shellcheck disable=SC2086
-# shellcheck disable=SC2086
 cmake --build "$build" --target ${KTO_GPU_TARGETS:-gpu_check} -j "$(nproc)" -- $keep_going >"$OUT/build.log" 2>&1
 rc=$?
 echo "build: rc $rc in $(( $(date +%s) - t0 )) s ($(nproc) cores)"
