@@ -1,13 +1,46 @@
 // `kto-studio-cli train-demo`: rebuild the built-in demo model from scratch (deterministic on a CPU).
 // `kto-studio-cli demo-eval`: measure its prompt fidelity and speed with the shapes scorer.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "app/cli/command.h"
 #include "app/cli/sampling_options.h"
+#include "core/common/error.h"
 #include "core/train/demo_model.h"
+#include "storage/dataset/csv.h"
+#include "storage/store/workspace.h"
 
 namespace {
+
+std::string yes_no(const kto::shapes::AttributeScore& s) {
+    return s.asked == 0 ? "" : s.right == s.asked ? "1" : "0";
+}
+
+// What the scorer read: "blue background; red circle large left; ...", largest shape first.
+std::string describe(const kto::shapes::SceneEstimate& read) {
+    using kto::shapes::name;
+    std::string out = name(read.background) + " background";
+    for (const auto& s : read.shapes)
+        out += "; " + name(s.colour) + " " + name(s.cls) + " " + name(s.size) + " " + name(s.position);
+    return out;
+}
+
+// One row per generation, so a person can see which prompts fail and what came out instead.
+void write_details(const std::string& path, const kto::DemoEvalResult& r) {
+    std::string csv;
+    kto::storage::append_csv_record(csv, {"index", "seed", "prompt", "colour_right", "background_right",
+                                          "class_right", "size_right", "position_right", "count_right",
+                                          "scorer_read"});
+    for (size_t i = 0; i < r.details.size(); ++i) {
+        const kto::DemoEvalImage& d = r.details[i];
+        const kto::shapes::Fidelity& f = d.fidelity;
+        kto::storage::append_csv_record(
+            csv, {std::to_string(i), std::to_string(d.seed), d.prompt, yes_no(f.colour), yes_no(f.background),
+                  yes_no(f.cls), yes_no(f.size), yes_no(f.position), yes_no(f.count), describe(d.read)});
+    }
+    kto::storage::write_file_atomically(path, csv);
+}
 
 kto::cli::CommandRegistrar train_reg{
     {"train-demo", "Train the built-in demo model from scratch into a diffusers folder",
@@ -57,6 +90,9 @@ kto::cli::CommandRegistrar train_reg{
              ->capture_default_str();
          sub.add_option("--vae-from", opt->vae_from,
                         "Reuse the VAE of this demo model folder instead of training one (for experiments)");
+         sub.add_option("--init-from", opt->init_from,
+                        "Start the text encoder and UNet from this demo model folder's weights and configs "
+                        "(experiments that continue a trained model; use with --vae-from the same folder)");
          sub.add_option("--decoder-steps", opt->decoder_steps,
                         "Last phase: VAE decoder refinement steps on the saved folder (encoder frozen)")
              ->capture_default_str();
@@ -109,8 +145,15 @@ kto::cli::CommandRegistrar eval_reg{
          sub.add_option("--prompts", opt->prompts, "Held-out prompts")->capture_default_str();
          sub.add_option("--steps", opt->steps, "DDIM steps")->capture_default_str();
          sub.add_option("--cfg", opt->guidance, "Guidance scale")->capture_default_str();
+         sub.add_option("--guidance-rescale", opt->guidance_rescale,
+                        "diffusers' guidance_rescale, 0 to 1 (0: off)")
+             ->capture_default_str();
          sub.add_option("--seed", opt->seed, "Prompt and noise seed")->capture_default_str();
          sub.add_option("--grid", opt->grid_png, "Write a grid PNG of the first generations");
+         auto details = std::make_shared<std::string>();
+         sub.add_option("--details", *details,
+                        "Write a CSV with one row per image: the prompt, which attributes were right "
+                        "(1/0, empty when not asked) and what the scorer read");
          sub.add_option("--speed-runs", opt->speed_runs, "Timed single-image runs (median)")
              ->capture_default_str();
          sub.add_option("--threads", opt->threads, "CPU threads (0: all cores)");
@@ -119,9 +162,14 @@ kto::cli::CommandRegistrar eval_reg{
                       "generation: the ceiling the autoencoder sets");
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to generate: cpu, cuda or cuda:N")->capture_default_str();
-         return [opt, device] {
+         return [opt, device, details] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              opt->device = kto::cli::parse_device(*device);
+             // Refuse a details path that cannot be written before minutes of generation, not after.
+             const std::filesystem::path parent = std::filesystem::path(*details).parent_path();
+             if (!details->empty() && !parent.empty() && !std::filesystem::is_directory(parent))
+                 throw kto::Error("demo-eval: --details " + *details + ": the folder " + parent.string() +
+                                  " does not exist");
              const kto::DemoEvalResult r = kto::evaluate_demo_model(*opt, [](int done, int total) {
                  std::fprintf(stderr, "\rgenerated %d/%d", done, total);
                  std::fflush(stderr);
@@ -138,6 +186,10 @@ kto::cli::CommandRegistrar eval_reg{
              std::printf("position right    %.1f%%\n", 100 * r.position_right);
              if (opt->speed_runs > 0 && !opt->reconstruct)
                  std::printf("median seconds per 64x64 image: %.3f\n", r.median_seconds_per_image);
+             if (!details->empty()) {
+                 write_details(*details, r);
+                 std::printf("details: %s\n", details->c_str());
+             }
              return 0;
          };
      }}};

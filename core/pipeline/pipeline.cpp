@@ -142,6 +142,8 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
     if (o.steps < 1 || o.steps > 1000) throw Error("generate: steps must be between 1 and 1000");
     if (o.images_per_prompt < 1 || o.images_per_prompt > 64) throw Error("generate: images per prompt must be between 1 and 64");
     if (!std::isfinite(o.cfg)) throw Error("generate: the guidance scale must be a finite number");
+    if (!(o.guidance_rescale >= 0.0 && o.guidance_rescale <= 1.0))
+        throw Error("generate: the guidance rescale must be between 0 and 1");
     const int f = bundle.vae_scale_factor();
     const std::pair<const char*, int> sizes[] = {{"width", o.width}, {"height", o.height}};
     for (const auto& [what, v] : sizes) {
@@ -222,6 +224,13 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
         if (cfg) {
             auto halves = unet_out.chunk(2);
             noise_pred = halves[0] + o.cfg * (halves[1] - halves[0]);
+            if (o.guidance_rescale > 0.0) {
+                // As diffusers' rescale_noise_cfg: per-sample std over all but the batch dimension.
+                const std::vector<int64_t> dims{1, 2, 3};
+                auto rescaled = noise_pred * (halves[1].std(dims, /*unbiased=*/true, /*keepdim=*/true) /
+                                              noise_pred.std(dims, /*unbiased=*/true, /*keepdim=*/true));
+                noise_pred = o.guidance_rescale * rescaled + (1.0 - o.guidance_rescale) * noise_pred;
+            }
         }
         auto out = scheduler->step(noise_pred, tv, latents, noise);
         latents = out.prev_sample;

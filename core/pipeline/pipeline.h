@@ -75,6 +75,9 @@ struct GenerateOptions {
     uint64_t seed = 0;
     int steps = 25;
     double cfg = 7.5;            // guidance scale; <= 1 disables classifier-free guidance
+    // diffusers' guidance_rescale (Lin et al. 2023, sec. 3.4): blends the guided prediction with
+    // itself rescaled to the text prediction's std, against over-exposure at high CFG. 0: off.
+    double guidance_rescale = 0.0;
     std::string sampler;         // see sampler_names(); empty: the model's own scheduler class
     int width = 512;             // pixels, multiples of 8
     int height = 512;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "core/common/error.h"
 #include "core/common/runtime.h"
@@ -289,6 +290,11 @@ void train_demo_model(const DemoTrainOptions& opt,
     require_device(opt.device, "train-demo");
     if (!opt.vae_from.empty() && !fs::exists(fs::path(opt.vae_from) / "vae" / "config.json"))
         throw Error("train-demo: --vae-from " + opt.vae_from + " has no vae/config.json (expected a demo model folder)");
+    if (!opt.init_from.empty())
+        for (const char* part : {"unet", "text_encoder"})
+            if (!fs::exists(fs::path(opt.init_from) / part / "config.json"))
+                throw Error("train-demo: --init-from " + opt.init_from + " has no " + part +
+                            "/config.json (expected a demo model folder)");
     configure_torch_threads(opt.threads);
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
@@ -375,10 +381,32 @@ void train_demo_model(const DemoTrainOptions& opt,
     latents = latents * scaling_factor;
 
     // ---- Text encoder + UNet together: v (or epsilon) loss with offset noise, 10% empty captions.
-    const nlohmann::json text_cfg_json = demo_text_encoder_config(int64_t(vocab.tokens.size()));
+    nlohmann::json text_cfg_json = demo_text_encoder_config(int64_t(vocab.tokens.size()));
     CLIPTextModel text(CLIPTextConfig::from_json(text_cfg_json));
-    const nlohmann::json unet_cfg_json = demo_unet_config(opt.unet_channels, opt.unet_layers, opt.unet_plain_levels);
+    nlohmann::json unet_cfg_json = demo_unet_config(opt.unet_channels, opt.unet_layers, opt.unet_plain_levels);
     UNet2DConditionModel unet(UNetConfig::from_json(unet_cfg_json));
+    if (!opt.init_from.empty()) {
+        // The folder's own configs replace the UNet options; its vocabulary must be this one.
+        const fs::path from(opt.init_from);
+        // Token ids must mean what they meant when the folder was trained.
+        auto slurp = [](const fs::path& f) {
+            std::ifstream in(f, std::ios::binary);
+            return std::string(std::istreambuf_iterator<char>(in), {});
+        };
+        for (const char* f : {"vocab.json", "merges.txt"})
+            if (slurp(from / "tokenizer" / f) != slurp(out / "tokenizer" / f))
+                throw Error("train-demo: --init-from " + opt.init_from + ": its tokenizer/" + f +
+                            " differs from the caption vocabulary of seed " + std::to_string(opt.seed) +
+                            " (train with the seed the folder was made with)");
+        text_cfg_json = read_json_file((from / "text_encoder" / "config.json").string());
+        unet_cfg_json = read_json_file((from / "unet" / "config.json").string());
+        text = load_text_encoder(from.string(), dev, torch::kFloat32);
+        unet = load_unet((from / "unet").string(), dev, torch::kFloat32);
+        text->train();
+        unet->train();
+        for (auto& p : text->parameters()) p.set_requires_grad(true);
+        for (auto& p : unet->parameters()) p.set_requires_grad(true);
+    }
     text->to(dev);
     unet->to(dev);
     {
@@ -535,7 +563,7 @@ struct DemoBundle {
     }
 
     torch::Tensor generate(const std::vector<std::string>& prompts, const std::vector<uint64_t>& seeds,
-                           int steps, double guidance) {
+                           int steps, double guidance, double guidance_rescale = 0.0) {
         std::vector<torch::Tensor> noise;
         for (uint64_t s : seeds) {
             auto g = at::detail::createCPUGenerator(s);
@@ -545,6 +573,7 @@ struct DemoBundle {
         o.prompts = prompts;
         o.steps = steps;
         o.cfg = guidance;
+        o.guidance_rescale = guidance_rescale;
         o.width = o.height = kImageSize;
         o.init_latents = torch::cat(noise);
         return kto::generate(bundle, o).images * 2.0 - 1.0;  // [0,1] -> [-1,1]
@@ -622,10 +651,12 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
                         .to(torch::kCPU, torch::kFloat32)
                         .clamp(-1.0, 1.0);
         } else {
-            batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance);
+            batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance, opt.guidance_rescale);
         }
         for (int k = 0; k < end - i; ++k) {
-            const Fidelity f = fidelity(tensor_to_image(batch[k]), prompts[size_t(k)]);
+            SceneEstimate read = estimate_scene(tensor_to_image(batch[k]));
+            const Fidelity f = fidelity(read, parse_caption(prompts[size_t(k)]));
+            r.details.push_back({prompts[size_t(k)], seeds[size_t(k)], f, std::move(read)});
             colour.asked += f.colour.asked, colour.right += f.colour.right;
             background.asked += f.background.asked, background.right += f.background.right;
             cls.asked += f.cls.asked, cls.right += f.cls.right;
@@ -646,7 +677,8 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
         std::vector<double> times;
         for (int k = 0; k < opt.speed_runs; ++k) {
             const auto t0 = Clock::now();
-            bundle.generate({r.prompts[size_t(k) % r.prompts.size()]}, {uint64_t(k)}, opt.steps, opt.guidance);
+            bundle.generate({r.prompts[size_t(k) % r.prompts.size()]}, {uint64_t(k)}, opt.steps, opt.guidance,
+                            opt.guidance_rescale);
             times.push_back(seconds_since(t0));
         }
         std::sort(times.begin(), times.end());

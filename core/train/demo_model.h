@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "core/shapes/scorer.h"
+
 namespace kto {
 
 struct DemoTrainOptions {
@@ -53,6 +55,9 @@ struct DemoTrainOptions {
     // noise levels as an x0 loss does.
     std::string prediction_type = "v_prediction";
     std::string vae_from;           // if set: load this demo folder's VAE instead of training one
+    // If set: start the text encoder and UNet from this demo folder's weights (and configs) instead
+    // of from scratch; for experiments that continue a trained model (with --vae-from the same folder).
+    std::string init_from;
     int decoder_steps = 0;          // last phase: VAE decoder refinement on the saved folder (refine_demo_decoder)
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
@@ -103,6 +108,7 @@ struct DemoEvalOptions {
     int prompts = 200;       // held-out prompts (their own seed stream, never the training one)
     int steps = 20;          // DDIM steps
     double guidance = 5.0;   // classifier-free guidance scale
+    double guidance_rescale = 0.0;  // diffusers' guidance_rescale (0: off, the measure)
     uint64_t seed = 777;     // prompt and noise seeds
     int batch = 8;
     std::string grid_png;    // if set, a grid of the first images with their prompts' order
@@ -114,12 +120,21 @@ struct DemoEvalOptions {
     torch::Device device = torch::kCPU;  // generation runs here (fp32); noise is drawn on the CPU
 };
 
+// One scored generation: what the prompt asked and what the scorer read from the pixels.
+struct DemoEvalImage {
+    std::string prompt;
+    uint64_t seed = 0;
+    shapes::Fidelity fidelity;
+    shapes::SceneEstimate read;
+};
+
 struct DemoEvalResult {
     int images = 0;
     double colour_right = 0, background_right = 0, class_right = 0;  // shares in [0, 1]
     double size_right = 0, position_right = 0;
     double median_seconds_per_image = 0;  // 64x64, `steps` steps, CFG, batch 1
     std::vector<std::string> prompts;
+    std::vector<DemoEvalImage> details;  // one per image, in prompt order
 };
 
 // Generates one image per held-out prompt (20 DDIM steps, CFG) and scores it with the shapes

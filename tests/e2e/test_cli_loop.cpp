@@ -14,6 +14,7 @@
 
 #include "core/common/image_decode.h"
 #include "core/shapes/taste.h"
+#include "storage/dataset/csv.h"
 #include "tests/support/test_paths.h"
 
 namespace fs = std::filesystem;
@@ -126,6 +127,39 @@ private slots:
         for (size_t i = 0; i < before.size() && !differs; ++i)
             differs = kto::read_image_rgb8(before[i].first).pixels != kto::read_image_rgb8(after[i].first).pixels;
         QVERIFY2(differs, "the tuned side rendered exactly the base images");
+    }
+
+    // demo-eval --details: one CSV row per image with the prompt, each attribute's verdict and what
+    // the scorer read; its colour column adds up to the printed share.
+    void demoEvalWritesDetails() {
+        const QString csv = dir("details.csv");
+        const QString out = cli({"demo-eval", "--model", QString::fromStdString(kto::test::demo_model_dir()), "--prompts",
+                                 "4", "--speed-runs", "0", "--threads", "1", "--details", csv});
+        QVERIFY2(out.contains("details: " + csv), qPrintable(out));
+        const QRegularExpressionMatch m = QRegularExpression("colour right +([0-9.]+)%").match(out);
+        QVERIFY2(m.hasMatch(), qPrintable(out));
+        kto::storage::CsvReader reader(csv.toStdString());
+        std::vector<std::string> row;
+        QVERIFY(reader.next(row));
+        QCOMPARE(row, (std::vector<std::string>{"index", "seed", "prompt", "colour_right", "background_right",
+                                                "class_right", "size_right", "position_right", "count_right",
+                                                "scorer_read"}));
+        int rows = 0, colour_rows = 0, colour_right = 0;
+        while (reader.next(row)) {
+            QCOMPARE(int(row.size()), 10);
+            QCOMPARE(row[0], std::to_string(rows++));
+            QVERIFY2(row[2].rfind("a", 0) == 0, row[2].c_str());      // a caption of the grammar
+            QVERIFY2(row[9].find(" background") != std::string::npos, row[9].c_str());
+            QVERIFY(row[4] == "0" || row[4] == "1");                   // every eval prompt names it
+            if (!row[3].empty()) ++colour_rows, colour_right += row[3] == "1";
+        }
+        QCOMPARE(rows, 4);
+        QVERIFY(colour_rows == 4);
+        // Rows are whole prompts (both shapes right to count), so the printed per-shape share
+        // can only be 100% when every row is right, and 0% when none is.
+        const double printed = m.captured(1).toDouble();
+        if (colour_right == 4) QCOMPARE(printed, 100.0);
+        if (colour_right == 0) QCOMPARE(printed, 0.0);
     }
 };
 

@@ -8,6 +8,7 @@
 #include <QtTest/QtTest>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "core/common/error.h"
@@ -187,6 +188,35 @@ private slots:
         QCOMPARE(int(r.warnings.size()), 1);
         QCOMPARE(logged, r.warnings);
         QVERIFY2(r.warnings[0].find("only the first 77") != std::string::npos, r.warnings[0].c_str());
+    }
+
+    // diffusers' guidance_rescale: phi * (guided rescaled to the text half's per-sample std) +
+    // (1 - phi) * guided; at phi = 1 every sample's guided prediction has the text half's std.
+    void guidanceRescale() {
+        for (const double phi : {0.7, 1.0}) {
+            auto o = golden_options("ddim");
+            o.guidance_rescale = phi;
+            std::vector<kto::StepTrace> steps;
+            o.on_step = [&](const kto::StepTrace& s) { steps.push_back(s); };
+            kto::generate(bundle_, o);
+            QCOMPARE(int(steps.size()), 4);
+            for (const auto& s : steps) {
+                const auto halves = s.unet_out.chunk(2);
+                const auto guided = halves[0] + o.cfg * (halves[1] - halves[0]);
+                const double text_std = halves[1].std().item<double>();
+                const auto expected =
+                    phi * guided * (text_std / guided.std().item<double>()) + (1.0 - phi) * guided;
+                KTO_COMPARE_TENSORS(s.noise_pred, expected, 1e-5, "rescaled noise_pred");
+                if (phi == 1.0) QVERIFY(std::abs(s.noise_pred.std().item<double>() - text_std) < 1e-5 * text_std);
+                // The golden run (no rescale) guides the same UNet output to something else.
+                QVERIFY(!torch::allclose(s.noise_pred, guided, 1e-4, 1e-4));
+            }
+        }
+        auto o = golden_options("ddim");
+        for (const double bad : {-0.1, 1.5, std::nan("")}) {
+            o.guidance_rescale = bad;
+            expect_error([&] { kto::generate(bundle_, o); }, "guidance rescale must be between 0 and 1");
+        }
     }
 
     void badInput() {

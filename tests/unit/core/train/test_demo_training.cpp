@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "core/common/error.h"
@@ -97,6 +98,7 @@ private slots:
         refused([](auto& o) { o.prediction_type = "sample"; }, "--prediction-type");
         refused([](auto& o) { o.unet_batch = 0; }, "batch");
         refused([](auto& o) { o.vae_from = "/nonexistent"; }, "--vae-from");
+        refused([](auto& o) { o.init_from = "/nonexistent"; }, "--init-from");
         refused([](auto& o) { o.unet_channels = {}; }, "--unet-channels");
         refused([](auto& o) { o.unet_channels = {32, 40}; }, "--unet-channels");
         refused([](auto& o) { o.unet_channels = {16, 32, 32, 32}; }, "--unet-channels");
@@ -105,6 +107,52 @@ private slots:
         refused([](auto& o) { o.unet_layers = 0; }, "--unet-layers");
         refused([](auto& o) { o.unet_lr_floor = 1.5; }, "--unet-lr-floor");
         refused([](auto& o) { o.min_snr_gamma = -1; }, "--min-snr-gamma");
+    }
+
+    // --init-from continues a folder: with no steps the text encoder and UNet come out as they
+    // went in (its configs win over the UNet options), with steps they move on from there.
+    void initFromContinuesAFolder() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        kto::DemoTrainOptions a = toy_options(base + "/a");
+        kto::train_demo_model(a);
+        auto continued = [&](const std::string& name, int steps) {
+            kto::DemoTrainOptions o = toy_options(base + "/" + name);
+            o.init_from = o.vae_from = a.out_dir;
+            o.vae_steps = 0;
+            o.unet_steps = steps;
+            o.unet_channels = {16, 32};  // ignored: the folder's UNet config is used
+            kto::train_demo_model(o);
+            return o.out_dir;
+        };
+        const std::string same = continued("same", 0), moved = continued("moved", 2);
+        QCOMPARE(kto::read_json_file(same + "/unet/config.json"), kto::read_json_file(a.out_dir + "/unet/config.json"));
+        for (const char* file : {"/unet/diffusion_pytorch_model.safetensors", "/text_encoder/model.safetensors"}) {
+            const kto::TensorMap before = kto::load_safetensors(a.out_dir + file);
+            const kto::TensorMap kept = kto::load_safetensors(same + file);
+            const kto::TensorMap after = kto::load_safetensors(moved + file);
+            QCOMPARE(kept.size(), before.size());
+            bool any_moved = false;
+            for (const auto& [key, t] : before) {
+                QVERIFY2(torch::equal(t, kept.at(key)), key.c_str());
+                any_moved = any_moved || !torch::equal(t, after.at(key));
+            }
+            QVERIFY2(any_moved, file);
+        }
+        // A folder whose tokenizer is not this run's: its token ids would mean other words.
+        fs::copy(a.out_dir, base + "/tampered", fs::copy_options::recursive);
+        {
+            std::ofstream merges(base + "/tampered/tokenizer/merges.txt", std::ios::app);
+            merges << "c ircle\n";
+        }
+        kto::DemoTrainOptions other = toy_options(base + "/other");
+        other.init_from = base + "/tampered";
+        try {
+            kto::train_demo_model(other);
+            QFAIL("a folder with another vocabulary was accepted");
+        } catch (const kto::Error& e) {
+            QVERIFY2(std::string(e.what()).find("tokenizer/merges.txt differs") != std::string::npos, e.what());
+        }
     }
 
     // The UNet options shape what is saved: block_out_channels, layers_per_block, and which levels
@@ -160,6 +208,17 @@ private slots:
         QCOMPARE(r.background_right, 1.0);
         QVERIFY(r.colour_right >= 0.9);
         QCOMPARE(r.median_seconds_per_image, 0.0);  // no generation was timed
+        // One detail row per image, in prompt order, whose tallies are the reported shares.
+        QCOMPARE(int(r.details.size()), 24);
+        int asked = 0, right = 0;
+        for (size_t i = 0; i < r.details.size(); ++i) {
+            QCOMPARE(r.details[i].prompt, r.prompts[i]);
+            QVERIFY(!r.details[i].read.shapes.empty());
+            asked += r.details[i].fidelity.colour.asked;
+            right += r.details[i].fidelity.colour.right;
+        }
+        QVERIFY(asked >= 24);
+        QCOMPARE(double(right) / asked, r.colour_right);
     }
 };
 
