@@ -162,7 +162,27 @@ kto::cli::CommandRegistrar eval_reg{
                       "generation: the ceiling the autoencoder sets");
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to generate: cpu, cuda or cuda:N")->capture_default_str();
-         return [opt, device, details] {
+         auto distances = std::make_shared<bool>(false);
+         sub.add_flag("--latent-distances", *distances,
+                      "Only print how far apart the named colours lie in the latent space (RMS of the "
+                      "scaled VAE latents of one scene per colour, on three backgrounds); no generation");
+         return [opt, device, details, distances] {
+             if (*distances) {
+                 using namespace kto::shapes;
+                 for (Colour bg : {Colour::White, Colour::Blue, Colour::Black}) {
+                     const torch::Tensor d = kto::demo_colour_latent_distances(opt->model_dir, bg);
+                     std::printf("latent distance, large circle on %s:\n%8s", name(bg).c_str(), "");
+                     for (Colour c : kAllColours) std::printf(" %6s", name(c).c_str());
+                     std::printf("\n");
+                     for (size_t i = 0; i < kAllColours.size(); ++i) {
+                         std::printf("%8s", name(kAllColours[i]).c_str());
+                         for (size_t j = 0; j < kAllColours.size(); ++j)
+                             std::printf(" %6.2f", d[int64_t(i)][int64_t(j)].item<double>());
+                         std::printf("\n");
+                     }
+                 }
+                 return 0;
+             }
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              opt->device = kto::cli::parse_device(*device);
              // Refuse a details path that cannot be written before minutes of generation, not after.
@@ -180,6 +200,12 @@ kto::cli::CommandRegistrar eval_reg{
              else
                  std::printf("images %d (%d steps, CFG %.1f)\n", r.images, opt->steps, opt->guidance);
              std::printf("colour right      %.1f%%\n", 100 * r.colour_right);
+             if (!r.colour_misses.empty()) {
+                 std::printf("  misses (asked -> read):");
+                 for (size_t i = 0; i < r.colour_misses.size() && i < 8; ++i)
+                     std::printf("%s %s %d", i ? "," : "", r.colour_misses[i].first.c_str(), r.colour_misses[i].second);
+                 std::printf("%s\n", r.colour_misses.size() > 8 ? ", ..." : "");
+             }
              std::printf("background right  %.1f%%\n", 100 * r.background_right);
              std::printf("shape class right %.1f%%\n", 100 * r.class_right);
              std::printf("size right        %.1f%%\n", 100 * r.size_right);

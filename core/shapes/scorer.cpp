@@ -223,6 +223,7 @@ Fidelity fidelity(const SceneEstimate& est, const PromptRequest& req) {
     for (size_t i = 0; i < k; ++i) {
         const ShapeRequest& r = req.shapes[i];
         const ShapeMatch m = compare(r, blobs[best_order[i]]);
+        f.matched.push_back(blobs[best_order[i]] ? int(best_order[i]) : -1);
         f.cls.asked++, f.cls.right += m.cls;
         if (r.colour) f.colour.asked++, f.colour.right += m.colour;
         if (r.size) f.size.asked++, f.size.right += m.size;

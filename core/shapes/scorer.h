@@ -48,6 +48,9 @@ struct AttributeScore {
 // Per attribute: how many times the prompt named it and how many the image got right.
 struct Fidelity {
     AttributeScore colour, size, position, cls, background, count;
+    // Per requested shape (prompt order): the index in SceneEstimate::shapes of the blob it was
+    // judged against, or -1 when the image has too few blobs.
+    std::vector<int> matched;
     bool all_right() const {
         return colour.right == colour.asked && size.right == size.asked &&
                position.right == position.asked && cls.right == cls.asked &&

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 
 #include "core/common/error.h"
 #include "core/common/runtime.h"
@@ -624,6 +625,26 @@ torch::Tensor demo_generate(const std::string& model_dir, const std::vector<std:
     return bundle.generate(prompts, seeds, steps, guidance);
 }
 
+torch::Tensor demo_colour_latent_distances(const std::string& model_dir, Colour background) {
+    torch::NoGradGuard no_grad;
+    AutoencoderKL vae = load_vae((fs::path(model_dir) / "vae").string());
+    std::vector<torch::Tensor> z;
+    for (Colour c : kAllColours) {
+        Scene scene;
+        scene.background = background;
+        Shape shape;
+        shape.colour = c;
+        shape.extent = nominal_extent(Size::Large);
+        scene.shapes.push_back(shape);
+        z.push_back(vae->encode(image_to_tensor(render(scene)).unsqueeze(0)).mean * vae->scaling_factor());
+    }
+    torch::Tensor d = torch::zeros({int64_t(z.size()), int64_t(z.size())}, torch::kFloat64);
+    for (size_t i = 0; i < z.size(); ++i)
+        for (size_t j = 0; j < z.size(); ++j)
+            d[int64_t(i)][int64_t(j)] = (z[i] - z[j]).pow(2).mean().sqrt().item<double>();
+    return d;
+}
+
 DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
                                    const std::function<void(int, int)>& progress) {
     if (opt.prompts <= 0 || opt.batch <= 0) throw Error("demo-eval: prompts and batch must be positive");
@@ -634,6 +655,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
     std::vector<Scene> scenes;
     r.prompts = eval_prompts(opt.seed, opt.prompts, &scenes);
     AttributeScore colour, background, cls, size, position;
+    std::map<std::string, int> misses;
     std::vector<torch::Tensor> images;
     for (int i = 0; i < opt.prompts; i += opt.batch) {
         const int end = std::min(opt.prompts, i + opt.batch);
@@ -655,7 +677,14 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
         }
         for (int k = 0; k < end - i; ++k) {
             SceneEstimate read = estimate_scene(tensor_to_image(batch[k]));
-            const Fidelity f = fidelity(read, parse_caption(prompts[size_t(k)]));
+            const PromptRequest request = parse_caption(prompts[size_t(k)]);
+            const Fidelity f = fidelity(read, request);
+            for (size_t s = 0; s < request.shapes.size(); ++s) {
+                const std::optional<Colour>& asked = request.shapes[s].colour;
+                const int blob = f.matched[s];
+                if (asked && (blob < 0 || read.shapes[size_t(blob)].colour != *asked))
+                    ++misses[name(*asked) + " -> " + (blob < 0 ? "none" : name(read.shapes[size_t(blob)].colour))];
+            }
             r.details.push_back({prompts[size_t(k)], seeds[size_t(k)], f, std::move(read)});
             colour.asked += f.colour.asked, colour.right += f.colour.right;
             background.asked += f.background.asked, background.right += f.background.right;
@@ -667,6 +696,9 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
         if (progress) progress(end, opt.prompts);
     }
     r.images = opt.prompts;
+    r.colour_misses.assign(misses.begin(), misses.end());
+    std::stable_sort(r.colour_misses.begin(), r.colour_misses.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
     r.colour_right = colour.rate();
     r.background_right = background.rate();
     r.class_right = cls.rate();

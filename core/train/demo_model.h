@@ -135,12 +135,21 @@ struct DemoEvalResult {
     double median_seconds_per_image = 0;  // 64x64, `steps` steps, CFG, batch 1
     std::vector<std::string> prompts;
     std::vector<DemoEvalImage> details;  // one per image, in prompt order
+    // Shape colours read wrong, as ("asked -> read", count), most frequent first; "none" when the
+    // image has no blob for the shape.
+    std::vector<std::pair<std::string, int>> colour_misses;
 };
 
 // Generates one image per held-out prompt (20 DDIM steps, CFG) and scores it with the shapes
 // scorer; optionally writes a grid PNG and times single-image generation.
 DemoEvalResult evaluate_demo_model(const DemoEvalOptions& options,
                                    const std::function<void(int done, int total)>& progress = {});
+
+// How far apart the named colours lie in the diffusion's latent space: RMS difference of the
+// scaled latents (VAE posterior mean x scaling_factor) of one scene, a large circle at the centre
+// on `background`, drawn in each named colour. [8,8] float64, rows and columns in kAllColours
+// order. The closest pairs are the ones generation confuses most.
+torch::Tensor demo_colour_latent_distances(const std::string& model_dir, shapes::Colour background);
 
 // Generates images for `prompts` (one seed each) with the model in `model_dir`:
 // DDIM (eta 0, the folder's scheduler config), classifier-free guidance. Returns [N,3,64,64] in [-1,1].

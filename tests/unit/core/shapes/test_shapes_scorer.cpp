@@ -34,6 +34,8 @@ private slots:
             size += f.size.right;
             pos += f.position.right;
             shapes += f.cls.asked;
+            QCOMPARE(int(f.matched.size()), f.cls.asked);
+            if (s.shapes.size() == 2 && f.colour.right == 2) QVERIFY(f.matched[0] != f.matched[1]);
             if (f.cls.right != f.cls.asked) {
                 const SceneEstimate e = estimate_scene(render(s));
                 confusions[name(s.shapes[0].cls) + "->" +
@@ -71,6 +73,10 @@ private slots:
         const Fidelity two = fidelity(img, "a yellow star and a red circle");
         QCOMPARE(two.count.right, 0);
         QCOMPARE(two.colour.right, 1);
+        // Each requested shape names the blob it was judged against; the missing one has none.
+        QCOMPARE(two.matched, (std::vector<int>{0, -1}));
+        QCOMPARE(fidelity(img, "a red circle and a yellow star").matched, (std::vector<int>{-1, 0}));
+        QCOMPARE(partial.matched, (std::vector<int>{0}));
         QVERIFY_EXCEPTION_THROWN(fidelity(img, "a dog"), kto::Error);
     }
 

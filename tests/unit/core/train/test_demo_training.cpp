@@ -192,6 +192,26 @@ private slots:
         }
     }
 
+    // The colour distances in the shipped model's latent space: a symmetric matrix with a zero
+    // diagonal, every colour apart from every other, and colours far apart in RGB (white, black)
+    // farther apart than near ones (orange, yellow).
+    void colourLatentDistances() {
+        using kto::shapes::Colour;
+        const torch::Tensor d = kto::demo_colour_latent_distances(kto::test::demo_model_dir(), Colour::Blue);
+        QCOMPARE(d.sizes().vec(), (std::vector<int64_t>{8, 8}));
+        QVERIFY(torch::allclose(d, d.t()));
+        QCOMPARE(d.diagonal().abs().max().item<double>(), 0.0);
+        QVERIFY((d + torch::eye(8, torch::kFloat64)).min().item<double>() > 0.05);
+        auto at = [&](Colour a, Colour b) { return d[int64_t(a)][int64_t(b)].item<double>(); };
+        QVERIFY(at(Colour::White, Colour::Black) > 2 * at(Colour::Orange, Colour::Yellow));
+        try {
+            kto::demo_colour_latent_distances("/nonexistent/model", Colour::White);
+            QFAIL("a missing folder was accepted");
+        } catch (const kto::Error& e) {
+            QVERIFY2(std::string(e.what()).find("/nonexistent/model") != std::string::npos, e.what());
+        }
+    }
+
     // The shipped VAE reproduces the held-out scenes well enough that the scorer reads back what
     // each prompt asked for (the model card's ceiling row; 24 prompts here, 200 there).
     void shippedVaeRoundTripKeepsColoursAndBackgrounds() {
