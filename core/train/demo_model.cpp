@@ -387,9 +387,9 @@ void train_demo_model(const DemoTrainOptions& opt,
     nlohmann::json unet_cfg_json = demo_unet_config(opt.unet_channels, opt.unet_layers, opt.unet_plain_levels);
     UNet2DConditionModel unet(UNetConfig::from_json(unet_cfg_json));
     if (!opt.init_from.empty()) {
-        // The folder's own configs replace the UNet options; its vocabulary must be this one.
+        // The folder's own configs replace the UNet options. Its tokenizer must be this run's, so
+        // that token ids mean what they meant when the folder was trained.
         const fs::path from(opt.init_from);
-        // Token ids must mean what they meant when the folder was trained.
         auto slurp = [](const fs::path& f) {
             std::ifstream in(f, std::ios::binary);
             return std::string(std::istreambuf_iterator<char>(in), {});
@@ -634,6 +634,7 @@ torch::Tensor demo_colour_latent_distances(const std::string& model_dir, Colour 
         scene.background = background;
         Shape shape;
         shape.colour = c;
+        shape.size = Size::Large;
         shape.extent = nominal_extent(Size::Large);
         scene.shapes.push_back(shape);
         z.push_back(vae->encode(image_to_tensor(render(scene)).unsqueeze(0)).mean * vae->scaling_factor());
