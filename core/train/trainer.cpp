@@ -230,10 +230,14 @@ TrainOptions train_preset(const std::string& name) {
         // v-losses differ between policy and reference by 0.01-0.1 after a few steps: beta 1000
         // drives the sigmoid to 0 or 1 for every sample (no gradient; measured: -0.5 points of
         // like-rate), beta 50 keeps it in range (+27 points, tests/bench/bench_alignment).
+        // 250 steps with a cosine decay: on the session-7 demo model 300 constant-LR steps drifted
+        // the shape colours (-10.8 points of fidelity); this keeps them (-0.5) and still learns
+        // the taste (+28 points), see resources/models/kto-demo/MODEL_CARD.md.
         o.learning_rate = 2e-4;
+        o.lr_schedule = LrSchedule::cosine;
         o.beta = 50;
         o.warmup_steps = 10;
-        o.steps = 300;
+        o.steps = 250;
         o.batch_size = 8;
         o.checkpoint_every = 100;
         o.preview_every = 50;

@@ -3,8 +3,8 @@
 // those labels (CPU), re-render the same prompts and seeds, and report like-rate and colour
 // fidelity before and after, plus CPU training throughput.
 //
-// Knobs (environment): KTO_BENCH_STEPS (default 300), KTO_BENCH_PROMPTS (50), KTO_BENCH_SEEDS (4),
-// KTO_BENCH_LR (demo preset), KTO_BENCH_BETA (objective default), KTO_BENCH_BATCH (demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
+// Knobs (environment): KTO_BENCH_STEPS (default: the demo preset's), KTO_BENCH_PROMPTS (50), KTO_BENCH_SEEDS (4),
+// KTO_BENCH_LR (demo preset), KTO_BENCH_BETA (objective default), KTO_BENCH_BATCH (demo preset), KTO_BENCH_SCHEDULE (constant or cosine; demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
 // KTO_BENCH_OBJECTIVES (default "kto,sft,dpo").
 #include <QtTest/QtTest>
 #include <torch/torch.h>
@@ -120,13 +120,15 @@ private slots:
             req.out_dir = (root / ("run-" + obj)).string();
             req.options = kto::train_preset("demo");
             req.options.objective = kto::parse_objective(obj);
-            req.options.steps = env_int("KTO_BENCH_STEPS", 300);
+            req.options.steps = env_int("KTO_BENCH_STEPS", req.options.steps);  // default: the preset's
             req.options.checkpoint_every = 0;
             req.options.preview_every = 0;
             req.options.cache_dir = (root / "cache").string();
             if (const char* lr = std::getenv("KTO_BENCH_LR")) req.options.learning_rate = std::atof(lr);
             if (const char* b = std::getenv("KTO_BENCH_BETA")) req.options.beta = std::atof(b);
             if (const char* bs = std::getenv("KTO_BENCH_BATCH")) req.options.batch_size = std::atoi(bs);
+            if (const char* sc = std::getenv("KTO_BENCH_SCHEDULE"))
+                req.options.lr_schedule = std::string(sc) == "cosine" ? kto::LrSchedule::cosine : kto::LrSchedule::constant;
             double sps = 0;
             int64_t steps = 0;
             kto::TrainCallbacks cb;

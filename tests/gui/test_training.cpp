@@ -4,6 +4,9 @@
 // 10 ms timer on the GUI thread never sees a gap over 100 ms meanwhile. A finished run lists its
 // checkpoint in the Generate area's model picker and in the run history, whose files bring back its
 // curves and previews. Presets save and load; a form that cannot start says why.
+// Torch before Qt: Qt's "slots" macro breaks the torch headers.
+#include "core/train/trainer.h"
+
 #include <QAbstractItemModelTester>
 #include <QApplication>
 #include <QCheckBox>
@@ -343,7 +346,8 @@ private slots:
         QCOMPARE(f->presetId(), QString("saved:my shapes"));
 
         QVERIFY(f->applyPreset("demo-cpu"));
-        QCOMPARE(f->stepsBox()->value(), 300);
+        QCOMPARE(f->stepsBox()->value(), kto::train_preset("demo").steps);
+        QCOMPARE(f->options().value("lr_schedule").toString(), QString("cosine"));  // the demo preset's
         QVERIFY(f->applyPreset("saved:my shapes"));
         QCOMPARE(f->stepsBox()->value(), 123);
         QCOMPARE(f->objectiveBox()->currentText(), QString("dpo"));
