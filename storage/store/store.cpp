@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <chrono>
 #include <set>
+#include <thread>
 #include <variant>
 
 #include "core/common/error.h"
@@ -205,42 +207,59 @@ Store::Store(Workspace workspace, StoreOptions options)
     configure_sqlite_once();
     const fs::path path = workspace_.database_path();
     const std::string label = path.string();
-    try {
-        std::error_code ec;
-        // A workspace on read-only media (or without write permission) opens read-only: browsing,
-        // queries and exports work, and every write fails with a message that says why.
-        const bool db_exists = fs::exists(path, ec);
-        if (::access(workspace_.dir().c_str(), W_OK) != 0 ||
-            (db_exists && ::access(path.c_str(), W_OK) != 0)) {
-            if (!db_exists)
-                throw Error(workspace_.dir().string() + ": the workspace folder is read-only and holds "
-                            "no studio.sqlite3 yet; choose a writable workspace folder");
-            open_read_only(label);
-            return;
-        }
-        if (db_exists) {
-            // Check the version on a read-only connection, so a newer database is never written.
-            SQLite::Database ro(path.string(), SQLite::OPEN_READONLY, options_.busy_timeout_ms);
-            const int found = storage::schema_version(ro);
-            if (found > latest_schema_version()) migrate(ro, label);  // throws, writes nothing
-            if (found == 0 &&
-                ro.execAndGet("SELECT COUNT(*) FROM sqlite_master").getInt64() > 0) {
-                throw Error(label + ": not a KTO Studio database (it has tables but no schema "
-                                    "version); choose another workspace folder");
+    // Two processes creating one workspace at once can meet a lock that SQLite's busy handler does
+    // not wait for (the journal-mode switch, the first schema step): retry within the busy timeout.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.busy_timeout_ms);
+    for (;;) {
+        try {
+            std::error_code ec;
+            // A workspace on read-only media (or without write permission) opens read-only: browsing,
+            // queries and exports work, and every write fails with a message that says why.
+            const bool db_exists = fs::exists(path, ec);
+            if (::access(workspace_.dir().c_str(), W_OK) != 0 ||
+                (db_exists && ::access(path.c_str(), W_OK) != 0)) {
+                if (!db_exists)
+                    throw Error(workspace_.dir().string() + ": the workspace folder is read-only and holds "
+                                "no studio.sqlite3 yet; choose a writable workspace folder");
+                open_read_only(label);
+                return;
             }
+            if (db_exists) {
+                // Check the version on a read-only connection, so a newer database is never written.
+                SQLite::Database ro(path.string(), SQLite::OPEN_READONLY, options_.busy_timeout_ms);
+                // One read transaction, so both reads see one snapshot: another process may commit its
+                // first schema step (tables and version together) between two separate reads.
+                ro.exec("BEGIN");
+                const int found = storage::schema_version(ro);
+                const int64_t tables = ro.execAndGet("SELECT COUNT(*) FROM sqlite_master").getInt64();
+                ro.exec("COMMIT");
+                if (found > latest_schema_version()) migrate(ro, label);  // throws, writes nothing
+                if (found == 0 && tables > 0) {
+                    throw Error(label + ": not a KTO Studio database (it has tables but no schema "
+                                        "version); choose another workspace folder");
+                }
+            }
+            // A Store is used by one thread at a time (see the header), so SQLite's mutexes are not needed.
+            db_ = std::make_unique<SQLite::Database>(
+                path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
+                options_.busy_timeout_ms);
+            db_->exec("PRAGMA foreign_keys = ON");
+            const std::string mode = db_->execAndGet("PRAGMA journal_mode = WAL").getString();
+            if (mode != "wal") throw Error(label + ": cannot switch to WAL mode (got '" + mode + "')");
+            db_->exec(options_.sync_every_commit ? "PRAGMA synchronous = FULL"
+                                                 : "PRAGMA synchronous = NORMAL");
+            migrate(*db_, label);
+            return;
+        } catch (const SQLite::Exception& e) {
+            const int code = e.getErrorCode() & 0xff;
+            if ((code == SQLITE_BUSY || code == SQLITE_LOCKED) && std::chrono::steady_clock::now() < deadline) {
+                statements_.clear();
+                db_.reset();
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                continue;
+            }
+            throw Error(label + ": cannot open the label store: " + e.what());
         }
-        // A Store is used by one thread at a time (see the header), so SQLite's mutexes are not needed.
-        db_ = std::make_unique<SQLite::Database>(
-            path.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX,
-            options_.busy_timeout_ms);
-        db_->exec("PRAGMA foreign_keys = ON");
-        const std::string mode = db_->execAndGet("PRAGMA journal_mode = WAL").getString();
-        if (mode != "wal") throw Error(label + ": cannot switch to WAL mode (got '" + mode + "')");
-        db_->exec(options_.sync_every_commit ? "PRAGMA synchronous = FULL"
-                                             : "PRAGMA synchronous = NORMAL");
-        migrate(*db_, label);
-    } catch (const SQLite::Exception& e) {
-        throw Error(label + ": cannot open the label store: " + e.what());
     }
 }
 
