@@ -54,6 +54,13 @@ kto::cli::CommandRegistrar train_reg{
              ->capture_default_str();
          sub.add_option("--vae-kl-weight", opt->vae_kl_weight, "Weight of the KL term in the VAE loss")
              ->capture_default_str();
+         sub.add_option("--vae-palette-weight", opt->vae_palette_weight,
+                        "Weight of the term pinning each plain palette colour's latent code to its own "
+                        "vertex (colours equally far apart; 0: off)")
+             ->capture_default_str();
+         sub.add_option("--vae-palette-radius", opt->vae_palette_radius,
+                        "Distance of each palette colour's code from the origin")
+             ->capture_default_str();
          sub.add_option("--vae-shape-weight", opt->vae_shape_weight,
                         "Extra loss weight of shape pixels (not the background colour) in VAE training")
              ->capture_default_str();
@@ -95,6 +102,13 @@ kto::cli::CommandRegistrar train_reg{
                         "(experiments that continue a trained model; use with --vae-from the same folder)");
          sub.add_option("--decoder-steps", opt->decoder_steps,
                         "Last phase: VAE decoder refinement steps on the saved folder (encoder frozen)")
+             ->capture_default_str();
+         sub.add_option("--decoder-shape-weight", opt->decoder_shape_weight,
+                        "Decoder refinement: extra loss weight of shape pixels")
+             ->capture_default_str();
+         sub.add_option("--decoder-gain-jitter", opt->decoder_gain_jitter,
+                        "Decoder refinement: multiply each latent's departure from the background code by "
+                        "a random gain in [1, 1 + X] so that the decoder keeps colours guidance overshoots")
              ->capture_default_str();
          auto refine_only = std::make_shared<bool>(false);
          sub.add_flag("--refine-decoder-only", *refine_only,
@@ -160,6 +174,10 @@ kto::cli::CommandRegistrar eval_reg{
          sub.add_flag("--reconstruct", opt->reconstruct,
                       "Score the VAE's round trip of each prompt's own rendered scene instead of a "
                       "generation: the ceiling the autoencoder sets");
+         sub.add_option("--latent-gain", opt->latent_gain,
+                        "With --reconstruct: multiply each latent's departure from its image's "
+                        "background code by this before decoding (as strong guidance overshoots)")
+             ->capture_default_str();
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to generate: cpu, cuda or cuda:N")->capture_default_str();
          auto distances = std::make_shared<bool>(false);

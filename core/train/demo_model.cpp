@@ -3,6 +3,7 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -129,6 +130,34 @@ torch::Tensor encode_prompts(const CLIPTokenizer& tokenizer, CLIPTextModel& text
 }
 
 }  // namespace
+
+torch::Tensor demo_palette_codes(double radius) {
+    // Axis and sign per colour, in kAllColours order (red, orange, yellow, green, blue, purple,
+    // white, black).
+    static constexpr std::array<std::pair<int, float>, 8> kVertex{
+        std::pair{2, 1.0f}, std::pair{3, 1.0f}, std::pair{1, 1.0f}, std::pair{2, -1.0f},
+        std::pair{1, -1.0f}, std::pair{3, -1.0f}, std::pair{0, 1.0f}, std::pair{0, -1.0f}};
+    torch::Tensor codes = torch::zeros({8, 4});
+    for (size_t k = 0; k < kVertex.size(); ++k)
+        codes[int64_t(k)][kVertex[k].first] = kVertex[k].second * float(radius);
+    return codes;
+}
+
+std::pair<torch::Tensor, torch::Tensor> demo_palette_targets(const torch::Tensor& x, double radius) {
+    std::vector<float> rgb;
+    for (Colour c : kAllColours) {
+        const Rgb v = colour_rgb(c);
+        for (uint8_t u : {v.r, v.g, v.b}) rgb.push_back(float(u) / 127.5f - 1.0f);
+    }
+    const torch::Tensor palette = torch::tensor(rgb).view({1, 8, 3, 1, 1}).to(x.device(), x.scalar_type());
+    // [B,8,64,64]: 1 where a pixel is exactly that colour (renders are exact but for anti-aliasing).
+    const torch::Tensor is_colour = ((x.unsqueeze(1) - palette).abs().amax(2) < 0.02).to(x.scalar_type());
+    const int cell = kImageSize / kLatentSize;
+    const torch::Tensor filled = (torch::avg_pool2d(is_colour, cell) > 0.999).to(x.scalar_type());  // [B,8,16,16]
+    const torch::Tensor codes = demo_palette_codes(radius).to(x.device(), x.scalar_type());
+    const torch::Tensor target = torch::einsum("bkhw,kc->bchw", {filled, codes});
+    return {target, filled.sum(1, /*keepdim=*/true).clamp_max(1.0)};
+}
 
 nlohmann::json demo_vae_config(double scaling_factor, int width) {
     return {{"_class_name", "AutoencoderKL"},
@@ -278,6 +307,8 @@ void train_demo_model(const DemoTrainOptions& opt,
         throw Error("train-demo: --vae-width must be a positive multiple of 8 (the VAE's group norm has 8 groups)");
     if (opt.vae_kl_weight < 0) throw Error("train-demo: --vae-kl-weight must be >= 0");
     if (opt.vae_shape_weight < 0) throw Error("train-demo: --vae-shape-weight must be >= 0");
+    if (opt.vae_palette_weight < 0) throw Error("train-demo: --vae-palette-weight must be >= 0");
+    if (!(opt.vae_palette_radius > 0)) throw Error("train-demo: --vae-palette-radius must be > 0");
     if (opt.unet_shape_weight < 0) throw Error("train-demo: --unet-shape-weight must be >= 0");
     if (opt.unet_channels.empty() || opt.unet_channels.size() > 3 ||
         std::any_of(opt.unet_channels.begin(), opt.unet_channels.end(), [](int c) { return c <= 0 || c % 16 != 0; }))
@@ -341,7 +372,13 @@ void train_demo_model(const DemoTrainOptions& opt,
             const torch::Tensor rec =
                 opt.vae_shape_weight > 0 ? shape_weighted_mean(err, shape_mask(scenes, x), opt.vae_shape_weight)
                                          : err.mean();
-            const torch::Tensor loss = rec + opt.vae_kl_weight * kl;
+            torch::Tensor loss = rec + opt.vae_kl_weight * kl;
+            if (opt.vae_palette_weight > 0) {
+                const auto [target, cells] = demo_palette_targets(x, opt.vae_palette_radius);
+                const torch::Tensor miss = ((d.mean - target).pow(2) * cells).sum() /
+                                           (cells.sum() * double(target.size(1))).clamp_min(1.0);
+                loss = loss + opt.vae_palette_weight * miss;
+            }
             adam.zero_grad();
             loss.backward();
             torch::nn::utils::clip_grad_norm_(vae->parameters(), 1.0);
@@ -495,6 +532,8 @@ DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
     DemoDecoderOptions d;
     d.model_dir = opt.out_dir;
     d.steps = opt.decoder_steps;
+    d.shape_weight = opt.decoder_shape_weight;
+    d.gain_jitter = opt.decoder_gain_jitter;
     d.batch = opt.vae_batch;
     d.seed = opt.seed;
     d.threads = opt.threads;
@@ -503,6 +542,8 @@ DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
 
 void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool(const DemoProgress&)>& progress) {
     if (opt.steps <= 0 || opt.batch <= 0) throw Error("decoder refinement: steps and batch must be > 0");
+    if (opt.shape_weight < 0) throw Error("decoder refinement: --decoder-shape-weight must be >= 0");
+    if (opt.gain_jitter < 0) throw Error("decoder refinement: --decoder-gain-jitter must be >= 0");
     configure_torch_threads(opt.threads);
     const auto t0 = Clock::now();
     auto report = [&](int step, double loss) {
@@ -532,8 +573,14 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
             torch::NoGradGuard ng;
             z = vae->encode(x).sample(gen);
         }
+        if (opt.gain_jitter > 0) {
+            const torch::Tensor bg = std::get<0>(z.flatten(2).median(-1)).unsqueeze(-1).unsqueeze(-1);
+            const torch::Tensor gain = 1.0 + opt.gain_jitter * torch::rand({z.size(0), 1, 1, 1}, gen);
+            z = bg + gain * (z - bg);
+        }
         const torch::Tensor y = vae->decode(z);
-        const torch::Tensor loss = (y - x).abs().mean() + (y - x).pow(2).mean();
+        const torch::Tensor err = (y - x).abs() + (y - x).pow(2);
+        const torch::Tensor loss = shape_weighted_mean(err, shape_mask(scenes, x), opt.shape_weight);
         adam.zero_grad();
         loss.backward();
         torch::nn::utils::clip_grad_norm_(trained, 1.0);
@@ -649,6 +696,9 @@ torch::Tensor demo_colour_latent_distances(const std::string& model_dir, Colour 
 DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
                                    const std::function<void(int, int)>& progress) {
     if (opt.prompts <= 0 || opt.batch <= 0) throw Error("demo-eval: prompts and batch must be positive");
+    if (!(opt.latent_gain > 0)) throw Error("demo-eval: --latent-gain must be > 0");
+    if (opt.latent_gain != 1.0 && !opt.reconstruct)
+        throw Error("demo-eval: --latent-gain applies to the VAE round trip: add --reconstruct");
     configure_torch_threads(opt.threads);
     require_device(opt.device, "demo-eval");
     DemoBundle bundle(opt.model_dir, opt.device);
@@ -670,7 +720,12 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
             torch::NoGradGuard no_grad;
             const std::vector<Scene> part(scenes.begin() + i, scenes.begin() + end);
             AutoencoderKL& vae = bundle.bundle.vae;
-            batch = vae->decode(vae->encode(render_batch(part).to(bundle.bundle.device, bundle.bundle.dtype)).mean)
+            torch::Tensor z = vae->encode(render_batch(part).to(bundle.bundle.device, bundle.bundle.dtype)).mean;
+            if (opt.latent_gain != 1.0) {
+                const torch::Tensor bg = std::get<0>(z.flatten(2).median(-1)).unsqueeze(-1).unsqueeze(-1);
+                z = bg + opt.latent_gain * (z - bg);
+            }
+            batch = vae->decode(z)
                         .to(torch::kCPU, torch::kFloat32)
                         .clamp(-1.0, 1.0);
         } else {

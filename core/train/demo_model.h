@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -28,6 +29,15 @@ struct DemoTrainOptions {
     // cover a few percent of an image, so an unweighted loss is mostly about the background.
     double vae_shape_weight = 10;
     int vae_width = 16;             // channels of the VAE's first block (then x2, x4)
+    // Weight of the palette anchor in the VAE loss: the encoder's posterior mean of every latent
+    // cell that covers one plain palette colour is pulled to that colour's fixed code, a vertex of
+    // the 4-D cross-polytope (+-radius e_i; demo_palette_codes). Every colour is then an extreme
+    // point of the set of colour codes and they lie equally far apart. Trained freely, the codes
+    // follow RGB: orange lies between red and yellow, purple between red and blue, so guidance
+    // (which extrapolates from the unconditional prediction, a mix of colours) carries a middle
+    // colour past itself into its neighbour. 0: off.
+    double vae_palette_weight = 0;
+    double vae_palette_radius = 2.0;  // distance of each colour's code from the origin (unscaled latents)
     double unet_lr = 1e-3;
     double unet_lr_floor = 0.1;     // the cosine schedule ends at this share of unet_lr
     std::vector<int> unet_channels{48, 96, 96};  // UNet block_out_channels, one level each
@@ -59,6 +69,8 @@ struct DemoTrainOptions {
     // of from scratch; for experiments that continue a trained model (with --vae-from the same folder).
     std::string init_from;
     int decoder_steps = 0;          // last phase: VAE decoder refinement on the saved folder (refine_demo_decoder)
+    double decoder_shape_weight = 0;  // its extra weight of shape pixels (DemoDecoderOptions::shape_weight)
+    double decoder_gain_jitter = 0;   // its latent gain augmentation (DemoDecoderOptions::gain_jitter)
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
     // Where to train. Every random draw is made on the CPU and moved, so a CUDA run draws the
@@ -75,6 +87,14 @@ struct DemoProgress {
 };
 
 // Configs (complete diffusers / transformers config.json contents) of the demo model.
+// The fixed latent codes of the palette's plain colours, [8, 4] in kAllColours order, for
+// DemoTrainOptions::vae_palette_weight: white / black +-e0, yellow / blue +-e1, red / green +-e2,
+// orange / purple +-e3 (opponent pairs share an axis), times `radius`.
+torch::Tensor demo_palette_codes(double radius);
+// Per latent cell of rendered scenes `x` ([B,3,64,64] in [-1,1]): the code of the one palette
+// colour that fills all of the cell's pixels, and a [B,1,16,16] mask of the cells that have one.
+std::pair<torch::Tensor, torch::Tensor> demo_palette_targets(const torch::Tensor& x, double radius);
+
 nlohmann::json demo_vae_config(double scaling_factor, int width = 16);
 nlohmann::json demo_unet_config(const std::vector<int>& channels = {48, 96, 96}, int layers_per_block = 1,
                                 int plain_levels = 1);
@@ -95,6 +115,12 @@ struct DemoDecoderOptions {
     int steps = 1000;
     int batch = 16;
     double lr = 3e-4;
+    double shape_weight = 0;  // extra loss weight of shape pixels (as DemoTrainOptions::vae_shape_weight)
+    // Each latent's departure from its image's background code (DemoEvalOptions::latent_gain) is
+    // multiplied by a gain drawn uniformly from [1, 1 + gain_jitter] per image, and the decoder
+    // must still draw the scene: it learns to keep a shape's colour when guidance pushes its
+    // latents past the data. 0: off.
+    double gain_jitter = 0;
     uint64_t seed = 20261125;
     int threads = 0;
 };
@@ -117,6 +143,10 @@ struct DemoEvalOptions {
     int speed_runs = 7;      // timed single-image generations (median reported); 0 = skip
     int threads = 0;
     bool reconstruct = false;  // score the VAE round trip of the prompts' own renders instead
+    // With reconstruct: each latent's departure from its image's background code (the per-channel
+    // median over the cells) times this before decoding. Strong guidance pushes a shape's latents
+    // past the data in just this way; > 1 shows whether the decoder keeps their colour.
+    double latent_gain = 1.0;
     torch::Device device = torch::kCPU;  // generation runs here (fp32); noise is drawn on the CPU
 };
 

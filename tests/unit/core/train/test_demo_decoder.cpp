@@ -1,6 +1,7 @@
 // Decoder refinement of the demo model (train-demo --decoder-steps / --refine-decoder-only): only
 // the decoder side of the VAE changes (the encoder, hence the UNet's latent space, is frozen), the
-// folder stays loadable, and the same seed gives the same weights.
+// folder stays loadable, and the same seed gives the same weights; its latent gain augmentation
+// and shape weighting.
 #include <QtTest>
 #include <torch/torch.h>
 
@@ -51,6 +52,51 @@ private slots:
         bad.model_dir = tmp.path().toStdString();
         bad.steps = 0;
         QVERIFY_THROWS_EXCEPTION(kto::Error, kto::refine_demo_decoder(bad));
+    }
+
+    // The latent gain augmentation and the shape weighting change what the decoder learns (other
+    // weights than a plain run of the same seed), stay deterministic, and refuse negative values.
+    void gainJitterAndShapeWeight() {
+        QTemporaryDir tmp;
+        const fs::path demo = kto::test::demo_model_dir();
+        const std::string weights = "vae/diffusion_pytorch_model.safetensors";
+        auto refined = [&](const char* copy, double jitter, double shape_weight) {
+            const fs::path dir = fs::path(tmp.path().toStdString()) / copy;
+            fs::copy(demo, dir, fs::copy_options::recursive);
+            kto::DemoDecoderOptions o;
+            o.model_dir = dir.string();
+            o.steps = 2;
+            o.batch = 2;
+            o.threads = 1;
+            o.gain_jitter = jitter;
+            o.shape_weight = shape_weight;
+            kto::refine_demo_decoder(o);
+            return kto::load_safetensors((dir / weights).string());
+        };
+        const auto plain = refined("plain", 0, 0), a = refined("a", 1.0, 10), b = refined("b", 1.0, 10);
+        const auto jitter_only = refined("j", 1.0, 0);
+        int differs = 0, differs_jitter = 0;
+        for (const auto& [name, t] : plain) {
+            QVERIFY2(torch::equal(a.at(name), b.at(name)), name.c_str());
+            differs += !torch::equal(a.at(name), t);
+            differs_jitter += !torch::equal(jitter_only.at(name), t);
+        }
+        QVERIFY(differs > 0);
+        QVERIFY(differs_jitter > 0);
+        for (auto [jitter, shape_weight] : {std::pair{-0.5, 0.0}, std::pair{0.0, -1.0}}) {
+            kto::DemoDecoderOptions bad;
+            bad.model_dir = (fs::path(tmp.path().toStdString()) / "plain").string();
+            bad.gain_jitter = jitter;
+            bad.shape_weight = shape_weight;
+            try {
+                kto::refine_demo_decoder(bad);
+                QFAIL("a negative option was accepted");
+            } catch (const kto::Error& e) {
+                QVERIFY2(std::string(e.what()).find(jitter < 0 ? "--decoder-gain-jitter" : "--decoder-shape-weight") !=
+                             std::string::npos,
+                         e.what());
+            }
+        }
     }
 };
 

@@ -12,6 +12,8 @@
 #include "core/common/error.h"
 #include "core/io/model_folder.h"
 #include "core/io/safetensors.h"
+#include "core/nn/vae.h"
+#include "core/shapes/renderer.h"
 #include "core/train/demo_model.h"
 #include "tests/support/test_paths.h"
 
@@ -95,6 +97,8 @@ private slots:
         refused([](auto& o) { o.vae_shape_weight = -1; }, "--vae-shape-weight");
         refused([](auto& o) { o.unet_shape_weight = -0.5; }, "--unet-shape-weight");
         refused([](auto& o) { o.vae_kl_weight = -1e-6; }, "--vae-kl-weight");
+        refused([](auto& o) { o.vae_palette_weight = -1; }, "--vae-palette-weight");
+        refused([](auto& o) { o.vae_palette_radius = 0; }, "--vae-palette-radius");
         refused([](auto& o) { o.prediction_type = "sample"; }, "--prediction-type");
         refused([](auto& o) { o.unet_batch = 0; }, "batch");
         refused([](auto& o) { o.vae_from = "/nonexistent"; }, "--vae-from");
@@ -192,6 +196,73 @@ private slots:
         }
     }
 
+    // The palette codes are the eight vertices of the 4-D cross-polytope: every pair sqrt(2) r
+    // apart but the four opponent pairs (white / black, yellow / blue, red / green, orange /
+    // purple), 2 r apart. A render's targets: the code of the colour that fills a latent cell, and
+    // no target where an edge crosses a cell.
+    void paletteCodesAndTargets() {
+        using namespace kto::shapes;
+        const double r = 2.0;
+        const torch::Tensor c = kto::demo_palette_codes(r);
+        QCOMPARE(c.sizes().vec(), (std::vector<int64_t>{8, 4}));
+        std::set<std::pair<int, int>> opposite;
+        for (int i = 0; i < 8; ++i) {
+            QVERIFY(std::abs(c[i].norm().item<double>() - r) < 1e-6);
+            for (int j = i + 1; j < 8; ++j) {
+                const double d = (c[i] - c[j]).norm().item<double>();
+                if (std::abs(d - 2 * r) < 1e-6) opposite.insert({i, j});
+                else QVERIFY2(std::abs(d - std::sqrt(2.0) * r) < 1e-6, (name(kAllColours[size_t(i)]) + "/" + name(kAllColours[size_t(j)])).c_str());
+            }
+        }
+        auto pair = [](Colour a, Colour b) { return std::pair{int(a), int(b)}; };
+        QCOMPARE(opposite, (std::set<std::pair<int, int>>{pair(Colour::Red, Colour::Green), pair(Colour::Orange, Colour::Purple),
+                                                           pair(Colour::Yellow, Colour::Blue), pair(Colour::White, Colour::Black)}));
+
+        Scene scene;
+        scene.background = Colour::Blue;
+        Rng jitter(1, 1);
+        scene.shapes.push_back(place_shape(ShapeClass::Circle, Colour::Red, Size::Large, Position::Centre, jitter));
+        const torch::Tensor x = image_to_tensor(render(scene, 64)).unsqueeze(0);
+        const auto [target, cells] = kto::demo_palette_targets(x, r);
+        QCOMPARE(target.sizes().vec(), (std::vector<int64_t>{1, 4, 16, 16}));
+        QCOMPARE(cells.sizes().vec(), (std::vector<int64_t>{1, 1, 16, 16}));
+        auto code_at = [&](int y, int x_) { return target[0].select(1, y).select(1, x_); };
+        QCOMPARE(cells[0][0][0][0].item<float>(), 1.0f);
+        QVERIFY(torch::equal(code_at(0, 0), c[int(Colour::Blue)]));
+        QCOMPARE(cells[0][0][8][8].item<float>(), 1.0f);
+        QVERIFY(torch::equal(code_at(8, 8), c[int(Colour::Red)]));
+        const double covered = cells.sum().item<double>();
+        QVERIFY2(covered > 150 && covered < 250, std::to_string(covered).c_str());  // the circle's rim has no target
+        QCOMPARE((target.abs().sum(1, true) * (1 - cells)).sum().item<double>(), 0.0);
+    }
+
+    // The anchor does its job in training: after a short VAE run with it, the encoder's codes of
+    // plainly coloured cells lie much nearer their vertices than after the same run without it.
+    void paletteAnchorPullsCodesToTheirVertices() {
+        QTemporaryDir tmp;
+        std::vector<kto::shapes::Scene> scenes;
+        for (uint64_t i = 0; i < 6; ++i) scenes.push_back(kto::shapes::scene_for_index(4242, i));
+        std::vector<torch::Tensor> xs;
+        for (const auto& s : scenes) xs.push_back(kto::shapes::image_to_tensor(kto::shapes::render(s, 64)));
+        const torch::Tensor x = torch::stack(xs);
+        const auto [target, cells] = kto::demo_palette_targets(x, 2.0);
+        auto miss_after = [&](double weight, const char* name) {
+            kto::DemoTrainOptions o = toy_options((fs::path(tmp.path().toStdString()) / name).string());
+            o.vae_steps = 40;
+            o.vae_batch = 4;
+            o.unet_steps = 0;
+            o.vae_palette_weight = weight;
+            kto::train_demo_model(o);
+            torch::NoGradGuard no_grad;
+            kto::AutoencoderKL vae = kto::load_vae(o.out_dir + "/vae");
+            const torch::Tensor mean = vae->encode(x).mean;
+            return (((mean - target).pow(2) * cells).sum() / (cells.sum() * 4)).item<double>();
+        };
+        const double off = miss_after(0, "off"), on = miss_after(10, "on");
+        qInfo("palette anchor miss (mean squared distance to the vertex): %.3f without, %.3f with", off, on);
+        QVERIFY(on < 0.5 * off);
+    }
+
     // The colour distances in the shipped model's latent space: a symmetric matrix with a zero
     // diagonal, every colour apart from every other, and colours far apart in RGB (white, black)
     // farther apart than near ones (orange, yellow).
@@ -209,6 +280,41 @@ private slots:
             QFAIL("a missing folder was accepted");
         } catch (const kto::Error& e) {
             QVERIFY2(std::string(e.what()).find("/nonexistent/model") != std::string::npos, e.what());
+        }
+    }
+
+    // --latent-gain pushes each latent away from its image's background code before decoding (as
+    // strong guidance does): the backgrounds, the pivot, stay right and the images change. It is
+    // refused when not positive and without --reconstruct.
+    void latentGainPushesShapesPastTheData() {
+        kto::DemoEvalOptions o;
+        o.model_dir = kto::test::demo_model_dir();
+        o.prompts = 8;
+        o.reconstruct = true;
+        o.speed_runs = 0;
+        o.threads = 1;
+        auto cover = [](const kto::DemoEvalResult& r) {
+            double sum = 0;
+            for (const auto& d : r.details) sum += d.read.foreground_fraction;
+            return sum;
+        };
+        const kto::DemoEvalResult plain = kto::evaluate_demo_model(o);
+        o.latent_gain = 2.0;
+        const kto::DemoEvalResult pushed = kto::evaluate_demo_model(o);
+        QCOMPARE(pushed.images, 8);
+        QCOMPARE(pushed.background_right, 1.0);
+        QVERIFY(std::abs(cover(pushed) - cover(plain)) > 1e-3);
+        for (double gain : {0.0, -1.0}) {
+            o.latent_gain = gain;
+            QVERIFY_THROWS_EXCEPTION(kto::Error, kto::evaluate_demo_model(o));
+        }
+        o.latent_gain = 2.0;
+        o.reconstruct = false;
+        try {
+            kto::evaluate_demo_model(o);
+            QFAIL("--latent-gain without --reconstruct was accepted");
+        } catch (const kto::Error& e) {
+            QVERIFY2(std::string(e.what()).find("--reconstruct") != std::string::npos, e.what());
         }
     }
 
