@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "core/common/error.h"
 #include "core/io/safetensors.h"
@@ -14,30 +15,42 @@
 
 namespace fs = std::filesystem;
 
+namespace {
+
+const char* kVaeWeights = "vae/diffusion_pytorch_model.safetensors";
+
+// Copies the shipped model to `dir`, refines its decoder for two steps of batch 2 with these
+// augmentation options, and returns the VAE weights it wrote.
+kto::TensorMap refine_copy(const fs::path& dir, double gain_jitter, double shape_weight,
+                           const std::function<bool(const kto::DemoProgress&)>& progress = {}) {
+    fs::copy(kto::test::demo_model_dir(), dir, fs::copy_options::recursive);
+    kto::DemoDecoderOptions o;
+    o.model_dir = dir.string();
+    o.steps = 2;
+    o.batch = 2;
+    o.threads = 1;
+    o.gain_jitter = gain_jitter;
+    o.shape_weight = shape_weight;
+    kto::refine_demo_decoder(o, progress);
+    return kto::load_safetensors((dir / kVaeWeights).string());
+}
+
+}  // namespace
+
 class TestDemoDecoder : public QObject {
     Q_OBJECT
 private slots:
     void refinesOnlyTheDecoderDeterministically() {
         QTemporaryDir tmp;
-        const fs::path demo = kto::test::demo_model_dir();
-        const std::string weights = "vae/diffusion_pytorch_model.safetensors";
-        const auto before = kto::load_safetensors((demo / weights).string());
+        const auto before = kto::load_safetensors((fs::path(kto::test::demo_model_dir()) / kVaeWeights).string());
         std::vector<kto::TensorMap> after;
         for (const char* copy : {"a", "b"}) {
-            const fs::path dir = fs::path(tmp.path().toStdString()) / copy;
-            fs::copy(demo, dir, fs::copy_options::recursive);
-            kto::DemoDecoderOptions o;
-            o.model_dir = dir.string();
-            o.steps = 2;
-            o.batch = 2;
-            o.threads = 1;
             int reports = 0;
-            kto::refine_demo_decoder(o, [&](const kto::DemoProgress& p) {
+            after.push_back(refine_copy(fs::path(tmp.path().toStdString()) / copy, 0, 0, [&](const kto::DemoProgress& p) {
                 ++reports;
                 return p.phase == "decoder";
-            });
+            }));
             QCOMPARE(reports, 2);
-            after.push_back(kto::load_safetensors((dir / weights).string()));
         }
         QCOMPARE(after[0].size(), before.size());
         int decoder_changed = 0;
@@ -58,20 +71,8 @@ private slots:
     // weights than a plain run of the same seed), stay deterministic, and refuse negative values.
     void gainJitterAndShapeWeight() {
         QTemporaryDir tmp;
-        const fs::path demo = kto::test::demo_model_dir();
-        const std::string weights = "vae/diffusion_pytorch_model.safetensors";
         auto refined = [&](const char* copy, double jitter, double shape_weight) {
-            const fs::path dir = fs::path(tmp.path().toStdString()) / copy;
-            fs::copy(demo, dir, fs::copy_options::recursive);
-            kto::DemoDecoderOptions o;
-            o.model_dir = dir.string();
-            o.steps = 2;
-            o.batch = 2;
-            o.threads = 1;
-            o.gain_jitter = jitter;
-            o.shape_weight = shape_weight;
-            kto::refine_demo_decoder(o);
-            return kto::load_safetensors((dir / weights).string());
+            return refine_copy(fs::path(tmp.path().toStdString()) / copy, jitter, shape_weight);
         };
         const auto plain = refined("plain", 0, 0), a = refined("a", 1.0, 10), b = refined("b", 1.0, 10);
         const auto jitter_only = refined("j", 1.0, 0);

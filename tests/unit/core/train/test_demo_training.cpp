@@ -35,6 +35,17 @@ kto::DemoTrainOptions toy_options(const std::string& out) {
     return o;
 }
 
+// demo-eval's VAE round trip (--reconstruct) of the shipped model on `prompts` prompts, untimed.
+kto::DemoEvalOptions shipped_round_trip(int prompts) {
+    kto::DemoEvalOptions o;
+    o.model_dir = kto::test::demo_model_dir();
+    o.prompts = prompts;
+    o.reconstruct = true;
+    o.speed_runs = 0;
+    o.threads = 1;
+    return o;
+}
+
 }  // namespace
 
 class TestDemoTraining : public QObject {
@@ -287,12 +298,7 @@ private slots:
     // strong guidance does): the backgrounds, the pivot, stay right and the images change. It is
     // refused when not positive and without --reconstruct.
     void latentGainPushesShapesPastTheData() {
-        kto::DemoEvalOptions o;
-        o.model_dir = kto::test::demo_model_dir();
-        o.prompts = 8;
-        o.reconstruct = true;
-        o.speed_runs = 0;
-        o.threads = 1;
+        kto::DemoEvalOptions o = shipped_round_trip(8);
         auto cover = [](const kto::DemoEvalResult& r) {
             double sum = 0;
             for (const auto& d : r.details) sum += d.read.foreground_fraction;
@@ -321,13 +327,7 @@ private slots:
     // The shipped VAE reproduces the held-out scenes well enough that the scorer reads back what
     // each prompt asked for (the model card's ceiling row; 24 prompts here, 200 there).
     void shippedVaeRoundTripKeepsColoursAndBackgrounds() {
-        kto::DemoEvalOptions o;
-        o.model_dir = kto::test::demo_model_dir();
-        o.prompts = 24;
-        o.reconstruct = true;
-        o.speed_runs = 0;
-        o.threads = 1;
-        const kto::DemoEvalResult r = kto::evaluate_demo_model(o);
+        const kto::DemoEvalResult r = kto::evaluate_demo_model(shipped_round_trip(24));
         qInfo("VAE round trip: colour %.3f background %.3f class %.3f size %.3f", r.colour_right,
               r.background_right, r.class_right, r.size_right);
         QCOMPARE(r.images, 24);
