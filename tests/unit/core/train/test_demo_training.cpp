@@ -31,6 +31,7 @@ kto::DemoTrainOptions toy_options(const std::string& out) {
     o.cache_images = 4;
     o.vae_shape_weight = 10;
     o.unet_shape_weight = 4;
+    o.decoder_steps = 2;
     o.threads = 1;
     return o;
 }
@@ -71,7 +72,7 @@ private slots:
             QCOMPARE(img.sizes().vec(), (std::vector<int64_t>{1, 3, 64, 64}));
             QVERIFY(torch::isfinite(img).all().item<bool>());
         }
-        QCOMPARE(phases, (std::set<std::string>{"vae", "latents", "unet", "save"}));
+        QCOMPARE(phases, (std::set<std::string>{"vae", "latents", "unet", "save", "decoder"}));
         QCOMPARE(unets[0].size(), unets[1].size());
         for (const auto& [key, t] : unets[0]) {
             QCOMPARE(t.scalar_type(), torch::kHalf);
