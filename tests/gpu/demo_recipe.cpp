@@ -5,7 +5,7 @@
 // the CPU with `kto-studio-cli train-demo`, which is what ships.
 //
 //   demo_recipe --out DIR [--device cuda] [--threads N] [--vae-from DIR] [--init-from DIR] [--vae-steps N]
-//               [--vae-kl-weight X] [--vae-palette-weight X]
+//               [--vae-kl-weight X] [--vae-palette-weight X] [--decoder-steps N] [--decoder-gain-jitter X]
 //               [--unet-steps N] [--unet-batch N] [--unet-lr X] [--unet-lr-floor X]
 //               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-shape-weight X] [--min-snr-gamma X]
 //               [--ema-decay X] [--offset-noise X] [--cache-images N] [--prompts N] [--seed N]
@@ -66,6 +66,8 @@ int main(int argc, char** argv) {
         take("init-from", o.init_from, as_string);
         take("vae-kl-weight", o.vae_kl_weight, as_double);
         take("vae-palette-weight", o.vae_palette_weight, as_double);
+        take("decoder-steps", o.decoder_steps, as_int);
+        take("decoder-gain-jitter", o.decoder_gain_jitter, as_double);
         take("vae-steps", o.vae_steps, as_int);
         take("unet-steps", o.unet_steps, as_int);
         take("unet-batch", o.unet_batch, as_int);
