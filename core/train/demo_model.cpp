@@ -72,6 +72,14 @@ torch::Tensor shape_weighted_mean(const torch::Tensor& err, const torch::Tensor&
     return (err * w).mean() / w.expand_as(err).mean();
 }
 
+// Latents `z` [B,4,16,16] with each one's departure from its image's background code (the
+// per-channel median over the cells) times `gain` (broadcast to [B,1,1,1]): how classifier-free
+// guidance pushes a shape's latents past the data.
+torch::Tensor push_from_background(const torch::Tensor& z, const torch::Tensor& gain) {
+    const torch::Tensor bg = std::get<0>(z.flatten(2).median(-1)).unsqueeze(-1).unsqueeze(-1);
+    return bg + gain * (z - bg);
+}
+
 // Renders a batch of scenes as a [B,3,64,64] tensor in [-1,1].
 torch::Tensor render_batch(const std::vector<Scene>& scenes) {
     std::vector<torch::Tensor> xs;
@@ -573,11 +581,8 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
             torch::NoGradGuard ng;
             z = vae->encode(x).sample(gen);
         }
-        if (opt.gain_jitter > 0) {
-            const torch::Tensor bg = std::get<0>(z.flatten(2).median(-1)).unsqueeze(-1).unsqueeze(-1);
-            const torch::Tensor gain = 1.0 + opt.gain_jitter * torch::rand({z.size(0), 1, 1, 1}, gen);
-            z = bg + gain * (z - bg);
-        }
+        if (opt.gain_jitter > 0)
+            z = push_from_background(z, 1.0 + opt.gain_jitter * torch::rand({z.size(0), 1, 1, 1}, gen));
         const torch::Tensor y = vae->decode(z);
         const torch::Tensor err = (y - x).abs() + (y - x).pow(2);
         const torch::Tensor loss = shape_weighted_mean(err, shape_mask(scenes, x), opt.shape_weight);
@@ -721,10 +726,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
             const std::vector<Scene> part(scenes.begin() + i, scenes.begin() + end);
             AutoencoderKL& vae = bundle.bundle.vae;
             torch::Tensor z = vae->encode(render_batch(part).to(bundle.bundle.device, bundle.bundle.dtype)).mean;
-            if (opt.latent_gain != 1.0) {
-                const torch::Tensor bg = std::get<0>(z.flatten(2).median(-1)).unsqueeze(-1).unsqueeze(-1);
-                z = bg + opt.latent_gain * (z - bg);
-            }
+            if (opt.latent_gain != 1.0) z = push_from_background(z, torch::full({1}, opt.latent_gain, z.options()));
             batch = vae->decode(z)
                         .to(torch::kCPU, torch::kFloat32)
                         .clamp(-1.0, 1.0);

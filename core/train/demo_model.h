@@ -35,7 +35,8 @@ struct DemoTrainOptions {
     // point of the set of colour codes and they lie equally far apart. Trained freely, the codes
     // follow RGB: orange lies between red and yellow, purple between red and blue, so guidance
     // (which extrapolates from the unconditional prediction, a mix of colours) carries a middle
-    // colour past itself into its neighbour. 0: off.
+    // colour past itself into its neighbour. 0: off (session 9: the geometry came out as meant,
+    // but the UNet learned much worse on it; MODEL_CARD.md).
     double vae_palette_weight = 0;
     double vae_palette_radius = 2.0;  // distance of each colour's code from the origin (unscaled latents)
     double unet_lr = 1e-3;
@@ -90,7 +91,6 @@ struct DemoProgress {
     double elapsed_s = 0;
 };
 
-// Configs (complete diffusers / transformers config.json contents) of the demo model.
 // The fixed latent codes of the palette's plain colours, [8, 4] in kAllColours order, for
 // DemoTrainOptions::vae_palette_weight: white / black +-e0, yellow / blue +-e1, red / green +-e2,
 // orange / purple +-e3 (opponent pairs share an axis), times `radius`.
@@ -99,6 +99,7 @@ torch::Tensor demo_palette_codes(double radius);
 // colour that fills all of the cell's pixels, and a [B,1,16,16] mask of the cells that have one.
 std::pair<torch::Tensor, torch::Tensor> demo_palette_targets(const torch::Tensor& x, double radius);
 
+// Configs (complete diffusers / transformers config.json contents) of the demo model.
 nlohmann::json demo_vae_config(double scaling_factor, int width = 16);
 nlohmann::json demo_unet_config(const std::vector<int>& channels = {48, 96, 96}, int layers_per_block = 1,
                                 int plain_levels = 1);
