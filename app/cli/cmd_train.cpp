@@ -148,11 +148,7 @@ int run_train(const Args& a) {
     if (a.accum) o.grad_accumulation = *a.accum;
     if (a.lr) o.learning_rate = *a.lr;
     if (a.warmup) o.warmup_steps = *a.warmup;
-    if (!a.schedule.empty()) {
-        if (a.schedule == "constant") o.lr_schedule = kto::LrSchedule::constant;
-        else if (a.schedule == "cosine") o.lr_schedule = kto::LrSchedule::cosine;
-        else throw kto::Error("--schedule: expected constant or cosine, got '" + a.schedule + "'");
-    }
+    if (!a.schedule.empty()) o.lr_schedule = kto::parse_lr_schedule(a.schedule, "--schedule");
     if (a.grad_clip) o.max_grad_norm = *a.grad_clip;
     if (a.seed) o.seed = *a.seed;
     if (a.resolution) o.resolution = *a.resolution;

@@ -75,6 +75,12 @@ void take(const nlohmann::json& j, const char* key, T& out, std::set<std::string
 
 }  // namespace
 
+LrSchedule parse_lr_schedule(const std::string& text, const std::string& what) {
+    if (text == "constant") return LrSchedule::constant;
+    if (text == "cosine") return LrSchedule::cosine;
+    throw Error(what + ": unknown LR schedule '" + text + "' (expected constant or cosine)");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Options
 
@@ -151,9 +157,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
     take(j, "warmup_steps", o.warmup_steps, seen);
     if (j.contains("lr_schedule")) {
         take(j, "lr_schedule", s, seen);
-        if (s == "constant") o.lr_schedule = LrSchedule::constant;
-        else if (s == "cosine") o.lr_schedule = LrSchedule::cosine;
-        else throw Error("training config: lr_schedule '" + s + "' (expected constant or cosine)");
+        o.lr_schedule = parse_lr_schedule(s, "training config: lr_schedule");
     }
     take(j, "adam_beta1", o.adam_beta1, seen);
     take(j, "adam_beta2", o.adam_beta2, seen);

@@ -39,6 +39,8 @@ class DistributedContext;
 class GradientReducer;
 
 enum class LrSchedule { constant, cosine };
+// "constant" or "cosine"; anything else is an Error that names `what` (the flag or config key).
+LrSchedule parse_lr_schedule(const std::string& text, const std::string& what = "LR schedule");
 enum class MixedPrecision { no, fp16, bf16 };
 
 struct LoraOptions {

@@ -128,7 +128,7 @@ private slots:
             if (const char* b = std::getenv("KTO_BENCH_BETA")) req.options.beta = std::atof(b);
             if (const char* bs = std::getenv("KTO_BENCH_BATCH")) req.options.batch_size = std::atoi(bs);
             if (const char* sc = std::getenv("KTO_BENCH_SCHEDULE"))
-                req.options.lr_schedule = std::string(sc) == "cosine" ? kto::LrSchedule::cosine : kto::LrSchedule::constant;
+                req.options.lr_schedule = kto::parse_lr_schedule(sc, "KTO_BENCH_SCHEDULE");
             double sps = 0;
             int64_t steps = 0;
             kto::TrainCallbacks cb;

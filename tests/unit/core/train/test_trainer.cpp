@@ -210,6 +210,19 @@ private slots:
         QVERIFY_EXCEPTION_THROWN(kto::TrainOptions::from_json(j), kto::Error);
         o.batch_size = 0;
         QVERIFY_EXCEPTION_THROWN(o.validate(), kto::Error);
+        // LR schedule names: the config key, the CLI flag and the bench knob read them alike.
+        QCOMPARE(kto::parse_lr_schedule("cosine"), kto::LrSchedule::cosine);
+        QCOMPARE(kto::parse_lr_schedule("constant"), kto::LrSchedule::constant);
+        auto bad_schedule = o.to_json();
+        bad_schedule["lr_schedule"] = "linear";
+        try {
+            kto::TrainOptions::from_json(bad_schedule);
+            QFAIL("lr_schedule 'linear' was accepted");
+        } catch (const kto::Error& e) {
+            QVERIFY2(std::string(e.what()).find("lr_schedule") != std::string::npos &&
+                         std::string(e.what()).find("'linear'") != std::string::npos,
+                     e.what());
+        }
     }
 };
 
