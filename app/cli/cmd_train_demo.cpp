@@ -87,6 +87,9 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--unet-batch", opt->unet_batch, "Latents per UNet step")->capture_default_str();
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
              ->capture_default_str();
+         sub.add_option("--two-shape-share", opt->two_shape_share,
+                        "Share of two-shape scenes among the cached UNet training scenes")
+             ->capture_default_str();
          sub.add_option("--seed", opt->seed, "Seed of every random choice")->capture_default_str();
          sub.add_option("--ema-decay", opt->ema_decay, "EMA decay of the saved UNet/text weights (0: off)")
              ->capture_default_str();

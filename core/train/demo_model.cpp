@@ -318,6 +318,8 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (opt.vae_palette_weight < 0) throw Error("train-demo: --vae-palette-weight must be >= 0");
     if (!(opt.vae_palette_radius > 0)) throw Error("train-demo: --vae-palette-radius must be > 0");
     if (opt.unet_shape_weight < 0) throw Error("train-demo: --unet-shape-weight must be >= 0");
+    if (!(opt.two_shape_share >= 0 && opt.two_shape_share <= 1))
+        throw Error("train-demo: --two-shape-share must be in [0, 1]");
     if (opt.unet_channels.empty() || opt.unet_channels.size() > 3 ||
         std::any_of(opt.unet_channels.begin(), opt.unet_channels.end(), [](int c) { return c <= 0 || c % 16 != 0; }))
         throw Error("train-demo: --unet-channels needs 1 to 3 positive multiples of 16 (the UNet's group norm has 16 groups; "
@@ -402,6 +404,8 @@ void train_demo_model(const DemoTrainOptions& opt,
 
     // ---- Latent cache: encode the UNet training scenes once; scaling factor = 1 / latent std.
     std::vector<Scene> cache_scenes;
+    SceneOptions cache_scene_options;
+    cache_scene_options.two_shape_probability = opt.two_shape_share;
     torch::Tensor latents;
     torch::Tensor latent_masks;  // [N,1,16,16]: share of shape pixels under each latent cell
     {
@@ -412,7 +416,7 @@ void train_demo_model(const DemoTrainOptions& opt,
         for (int i = 0; i < opt.cache_images; i += chunk) {
             std::vector<Scene> scenes;
             for (int k = i; k < std::min(opt.cache_images, i + chunk); ++k) {
-                cache_scenes.push_back(scene_for_index(scene_stream + 2, uint64_t(k)));
+                cache_scenes.push_back(scene_for_index(scene_stream + 2, uint64_t(k), cache_scene_options));
                 scenes.push_back(cache_scenes.back());
             }
             const torch::Tensor x = render_batch(scenes).to(dev);
@@ -423,7 +427,9 @@ void train_demo_model(const DemoTrainOptions& opt,
         latents = torch::cat(parts);
         latent_masks = torch::cat(masks);
     }
-    const double scaling_factor = 1.0 / latents.std().item<double>();
+    // A reused VAE keeps its folder's factor: a UNet started from that folder (--init-from) learned
+    // latents at that scale, and the factor belongs to the autoencoder, not to this run's scenes.
+    const double scaling_factor = opt.vae_from.empty() ? 1.0 / latents.std().item<double>() : vae->scaling_factor();
     latents = latents * scaling_factor;
 
     // ---- Text encoder + UNet together: v (or epsilon) loss with offset noise, 10% empty captions.

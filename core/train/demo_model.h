@@ -23,6 +23,7 @@ struct DemoTrainOptions {
     int unet_steps = 9500;          // text encoder + UNet steps (diffusion loss)
     int unet_batch = 32;
     int cache_images = 32000;       // distinct scenes encoded once into latents for UNet training
+    double two_shape_share = 0.25;  // share of two-shape scenes among them (SceneOptions)
     double vae_lr = 1e-3;
     double vae_kl_weight = 1e-4;    // weight of the KL term in the VAE loss
     // Extra weight of shape pixels (those not of the background colour) in the VAE loss: shapes
@@ -65,7 +66,7 @@ struct DemoTrainOptions {
     // target), and the model drew the background the seed's noise suggested; v weights those
     // noise levels as an x0 loss does.
     std::string prediction_type = "v_prediction";
-    std::string vae_from;           // if set: load this demo folder's VAE instead of training one
+    std::string vae_from;           // if set: load this demo folder's VAE (and its scaling factor) instead of training one
     // If set: start the text encoder and UNet from this demo folder's weights (and configs) instead
     // of from scratch; for experiments that continue a trained model (with --vae-from the same folder).
     std::string init_from;

@@ -123,10 +123,14 @@ private slots:
         refused([](auto& o) { o.unet_layers = 0; }, "--unet-layers");
         refused([](auto& o) { o.unet_lr_floor = 1.5; }, "--unet-lr-floor");
         refused([](auto& o) { o.min_snr_gamma = -1; }, "--min-snr-gamma");
+        refused([](auto& o) { o.two_shape_share = 1.5; }, "--two-shape-share");
+        refused([](auto& o) { o.two_shape_share = -0.1; }, "--two-shape-share");
     }
 
     // --init-from continues a folder: with no steps the text encoder and UNet come out as they
-    // went in (its configs win over the UNet options), with steps they move on from there.
+    // went in (its configs win over the UNet options), with steps they move on from there. The
+    // reused VAE keeps its scaling factor though the continued run caches other scenes (all of them
+    // two-shape here): the UNet it continues learned latents at that scale.
     void initFromContinuesAFolder() {
         QTemporaryDir tmp;
         const std::string base = tmp.path().toStdString();
@@ -138,11 +142,14 @@ private slots:
             o.vae_steps = 0;
             o.unet_steps = steps;
             o.unet_channels = {16, 32};  // ignored: the folder's UNet config is used
+            o.two_shape_share = 1.0;
             kto::train_demo_model(o);
             return o.out_dir;
         };
         const std::string same = continued("same", 0), moved = continued("moved", 2);
         QCOMPARE(kto::read_json_file(same + "/unet/config.json"), kto::read_json_file(a.out_dir + "/unet/config.json"));
+        QCOMPARE(kto::read_json_file(moved + "/vae/config.json").at("scaling_factor").get<double>(),
+                 kto::read_json_file(a.out_dir + "/vae/config.json").at("scaling_factor").get<double>());
         for (const char* file : {"/unet/diffusion_pytorch_model.safetensors", "/text_encoder/model.safetensors"}) {
             const kto::TensorMap before = kto::load_safetensors(a.out_dir + file);
             const kto::TensorMap kept = kto::load_safetensors(same + file);
