@@ -165,6 +165,8 @@ kto::cli::CommandRegistrar eval_reg{
          sub.add_option("--guidance-rescale", opt->guidance_rescale,
                         "diffusers' guidance_rescale, 0 to 1 (0: off)")
              ->capture_default_str();
+         sub.add_option("--sampler", opt->sampler,
+                        "Sampler: " + kto::cli::sampler_list() + " (default: the folder's, DDIM)");
          sub.add_option("--seed", opt->seed, "Prompt and noise seed")->capture_default_str();
          sub.add_option("--grid", opt->grid_png, "Write a grid PNG of the first generations");
          auto details = std::make_shared<std::string>();

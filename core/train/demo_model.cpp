@@ -622,7 +622,8 @@ struct DemoBundle {
     }
 
     torch::Tensor generate(const std::vector<std::string>& prompts, const std::vector<uint64_t>& seeds,
-                           int steps, double guidance, double guidance_rescale = 0.0) {
+                           int steps, double guidance, double guidance_rescale = 0.0,
+                           const std::string& sampler = {}) {
         std::vector<torch::Tensor> noise;
         for (uint64_t s : seeds) {
             auto g = at::detail::createCPUGenerator(s);
@@ -633,6 +634,7 @@ struct DemoBundle {
         o.steps = steps;
         o.cfg = guidance;
         o.guidance_rescale = guidance_rescale;
+        o.sampler = sampler;
         o.width = o.height = kImageSize;
         o.init_latents = torch::cat(noise);
         return kto::generate(bundle, o).images * 2.0 - 1.0;  // [0,1] -> [-1,1]
@@ -737,7 +739,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
                         .to(torch::kCPU, torch::kFloat32)
                         .clamp(-1.0, 1.0);
         } else {
-            batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance, opt.guidance_rescale);
+            batch = bundle.generate(prompts, seeds, opt.steps, opt.guidance, opt.guidance_rescale, opt.sampler);
         }
         for (int k = 0; k < end - i; ++k) {
             SceneEstimate read = estimate_scene(tensor_to_image(batch[k]));
@@ -774,7 +776,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
         for (int k = 0; k < opt.speed_runs; ++k) {
             const auto t0 = Clock::now();
             bundle.generate({r.prompts[size_t(k) % r.prompts.size()]}, {uint64_t(k)}, opt.steps, opt.guidance,
-                            opt.guidance_rescale);
+                            opt.guidance_rescale, opt.sampler);
             times.push_back(seconds_since(t0));
         }
         std::sort(times.begin(), times.end());

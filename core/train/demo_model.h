@@ -141,6 +141,7 @@ struct DemoEvalOptions {
     int steps = 20;          // DDIM steps
     double guidance = 5.0;   // classifier-free guidance scale
     double guidance_rescale = 0.0;  // diffusers' guidance_rescale (0: off, the measure)
+    std::string sampler;     // a sampler_names() entry; empty: the folder's scheduler (DDIM)
     uint64_t seed = 777;     // prompt and noise seeds
     int batch = 8;
     std::string grid_png;    // if set, a grid of the first images with their prompts' order

@@ -332,6 +332,35 @@ private slots:
         }
     }
 
+    // --sampler picks the sampler demo-eval generates with: "ddim" is the folder's own (the same
+    // images as the default), another sampler draws other images, an unknown name is refused.
+    void samplerChoosesTheScheduler() {
+        kto::DemoEvalOptions o;
+        o.model_dir = kto::test::demo_model_dir();
+        o.prompts = 2;
+        o.batch = 2;
+        o.steps = 4;
+        o.speed_runs = 0;
+        o.threads = 1;
+        auto reads = [](const kto::DemoEvalResult& r) {
+            std::vector<double> out;
+            for (const auto& d : r.details) out.push_back(d.read.foreground_fraction);
+            return out;
+        };
+        const auto folder = reads(kto::evaluate_demo_model(o));
+        o.sampler = "ddim";
+        QCOMPARE(reads(kto::evaluate_demo_model(o)), folder);
+        o.sampler = "euler";
+        QVERIFY(reads(kto::evaluate_demo_model(o)) != folder);
+        o.sampler = "bogus";
+        try {
+            kto::evaluate_demo_model(o);
+            QFAIL("an unknown sampler was accepted");
+        } catch (const kto::Error& e) {
+            QVERIFY2(std::string(e.what()).find("unknown sampler 'bogus'") != std::string::npos, e.what());
+        }
+    }
+
     // The shipped VAE reproduces the held-out scenes well enough that the scorer reads back what
     // each prompt asked for (the model card's ceiling row; 24 prompts here, 200 there).
     void shippedVaeRoundTripKeepsColoursAndBackgrounds() {
