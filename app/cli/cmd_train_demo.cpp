@@ -160,7 +160,7 @@ kto::cli::CommandRegistrar eval_reg{
          auto opt = std::make_shared<kto::DemoEvalOptions>();
          sub.add_option("--model", opt->model_dir, "Demo model folder")->required();
          sub.add_option("--prompts", opt->prompts, "Held-out prompts")->capture_default_str();
-         sub.add_option("--steps", opt->steps, "DDIM steps")->capture_default_str();
+         sub.add_option("--steps", opt->steps, "Sampling steps")->capture_default_str();
          sub.add_option("--cfg", opt->guidance, "Guidance scale")->capture_default_str();
          sub.add_option("--guidance-rescale", opt->guidance_rescale,
                         "diffusers' guidance_rescale, 0 to 1 (0: off)")

@@ -138,7 +138,7 @@ void refine_demo_decoder(const DemoDecoderOptions& options,
 struct DemoEvalOptions {
     std::string model_dir;
     int prompts = 200;       // held-out prompts (their own seed stream, never the training one)
-    int steps = 20;          // DDIM steps
+    int steps = 20;          // sampling steps (DDIM unless `sampler` says otherwise)
     double guidance = 5.0;   // classifier-free guidance scale
     double guidance_rescale = 0.0;  // diffusers' guidance_rescale (0: off, the measure)
     std::string sampler;     // a sampler_names() entry; empty: the folder's scheduler (DDIM)
