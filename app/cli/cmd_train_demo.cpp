@@ -83,6 +83,13 @@ kto::cli::CommandRegistrar train_reg{
                         "UNet levels without attention, from the highest resolution down")
              ->capture_default_str();
          sub.add_option("--unet-layers", opt->unet_layers, "UNet layers_per_block")->capture_default_str();
+         sub.add_option("--unet-heads", opt->unet_heads,
+                        "Attention heads of the UNet (attention_head_dim in its config)")
+             ->capture_default_str();
+         sub.add_option("--text-width", opt->text_width,
+                        "Text encoder hidden size, a multiple of 16 (also the UNet's cross_attention_dim)")
+             ->capture_default_str();
+         sub.add_option("--text-layers", opt->text_layers, "Text encoder layers")->capture_default_str();
          sub.add_option("--vae-batch", opt->vae_batch, "Images per VAE step")->capture_default_str();
          sub.add_option("--unet-batch", opt->unet_batch, "Latents per UNet step")->capture_default_str();
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")

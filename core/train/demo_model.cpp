@@ -186,7 +186,8 @@ nlohmann::json demo_vae_config(double scaling_factor, int width) {
             {"up_block_types", {"UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"}}};
 }
 
-nlohmann::json demo_unet_config(const std::vector<int>& channels, int layers_per_block, int plain_levels) {
+nlohmann::json demo_unet_config(const std::vector<int>& channels, int layers_per_block, int plain_levels, int heads,
+                                int cross_attention_dim) {
     std::vector<std::string> down, up;
     for (size_t i = 0; i < channels.size(); ++i)
         down.push_back(int(i) < plain_levels ? "DownBlock2D" : "CrossAttnDownBlock2D");
@@ -198,7 +199,7 @@ nlohmann::json demo_unet_config(const std::vector<int>& channels, int layers_per
             {"addition_embed_type", nullptr},
             {"addition_embed_type_num_heads", 64},
             {"addition_time_embed_dim", nullptr},
-            {"attention_head_dim", 4},
+            {"attention_head_dim", heads},
             {"attention_type", "default"},
             {"block_out_channels", channels},
             {"center_input_sample", false},
@@ -206,7 +207,7 @@ nlohmann::json demo_unet_config(const std::vector<int>& channels, int layers_per
             {"class_embeddings_concat", false},
             {"conv_in_kernel", 3},
             {"conv_out_kernel", 3},
-            {"cross_attention_dim", 64},
+            {"cross_attention_dim", cross_attention_dim},
             {"cross_attention_norm", nullptr},
             {"down_block_types", down},
             {"downsample_padding", 1},
@@ -244,24 +245,24 @@ nlohmann::json demo_unet_config(const std::vector<int>& channels, int layers_per
             {"use_linear_projection", false}};
 }
 
-nlohmann::json demo_text_encoder_config(int64_t vocab_size) {
+nlohmann::json demo_text_encoder_config(int64_t vocab_size, int width, int layers) {
     return {{"architectures", {"CLIPTextModel"}},
             {"attention_dropout", 0.0},
             {"bos_token_id", vocab_size - 2},
             {"dropout", 0.0},
             {"eos_token_id", vocab_size - 1},
             {"hidden_act", "quick_gelu"},
-            {"hidden_size", 64},
+            {"hidden_size", width},
             {"initializer_factor", 1.0},
             {"initializer_range", 0.02},
-            {"intermediate_size", 256},
+            {"intermediate_size", 4 * width},
             {"layer_norm_eps", 1e-05},
             {"max_position_embeddings", 77},
             {"model_type", "clip_text_model"},
-            {"num_attention_heads", 4},
-            {"num_hidden_layers", 2},
+            {"num_attention_heads", width / 16},
+            {"num_hidden_layers", layers},
             {"pad_token_id", vocab_size - 1},
-            {"projection_dim", 64},
+            {"projection_dim", width},
             {"torch_dtype", "float16"},
             {"transformers_version", "4.36.2"},
             {"vocab_size", vocab_size}};
@@ -328,6 +329,13 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (opt.unet_plain_levels < 0 || opt.unet_plain_levels >= int(opt.unet_channels.size()))
         throw Error("train-demo: --unet-plain-levels must leave at least the lowest UNet level with attention");
     if (opt.unet_layers < 1) throw Error("train-demo: --unet-layers must be >= 1");
+    if (opt.unet_heads < 1 ||
+        std::any_of(opt.unet_channels.begin() + opt.unet_plain_levels, opt.unet_channels.end(),
+                    [&](int c) { return c % opt.unet_heads != 0; }))
+        throw Error("train-demo: --unet-heads must be >= 1 and divide the channels of every UNet level with attention");
+    if (opt.text_width < 16 || opt.text_width % 16 != 0)
+        throw Error("train-demo: --text-width must be a positive multiple of 16 (one attention head per 16 channels)");
+    if (opt.text_layers < 1) throw Error("train-demo: --text-layers must be >= 1");
     if (!(opt.unet_lr_floor >= 0 && opt.unet_lr_floor <= 1)) throw Error("train-demo: --unet-lr-floor must be in [0, 1]");
     require_device(opt.device, "train-demo");
     if (!opt.vae_from.empty() && !fs::exists(fs::path(opt.vae_from) / "vae" / "config.json"))
@@ -433,12 +441,13 @@ void train_demo_model(const DemoTrainOptions& opt,
     latents = latents * scaling_factor;
 
     // ---- Text encoder + UNet together: v (or epsilon) loss with offset noise, 10% empty captions.
-    nlohmann::json text_cfg_json = demo_text_encoder_config(int64_t(vocab.tokens.size()));
+    nlohmann::json text_cfg_json = demo_text_encoder_config(int64_t(vocab.tokens.size()), opt.text_width, opt.text_layers);
     CLIPTextModel text(CLIPTextConfig::from_json(text_cfg_json));
-    nlohmann::json unet_cfg_json = demo_unet_config(opt.unet_channels, opt.unet_layers, opt.unet_plain_levels);
+    nlohmann::json unet_cfg_json = demo_unet_config(opt.unet_channels, opt.unet_layers, opt.unet_plain_levels,
+                                                    opt.unet_heads, opt.text_width);
     UNet2DConditionModel unet(UNetConfig::from_json(unet_cfg_json));
     if (!opt.init_from.empty()) {
-        // The folder's own configs replace the UNet options. Its tokenizer must be this run's, so
+        // The folder's own configs replace the UNet and text encoder options. Its tokenizer must be this run's, so
         // that token ids mean what they meant when the folder was trained.
         const fs::path from(opt.init_from);
         auto slurp = [](const fs::path& f) {

@@ -47,6 +47,13 @@ struct DemoTrainOptions {
     // How many of the UNet's highest-resolution levels have no attention (DownBlock2D /
     // UpBlock2D, as SD's lowest level): attention over 16x16 cells is the costliest part on a CPU.
     int unet_plain_levels = 1;
+    // Attention heads of the UNet's transformer blocks (diffusers' attention_head_dim, which SD 1.x
+    // configs use as the head count); every attention level's channels must divide by it.
+    int unet_heads = 4;
+    // Text encoder (CLIPTextModel) size: hidden width (a multiple of 16: one head per 16 channels,
+    // MLP 4x; also the UNet's cross_attention_dim) and number of layers.
+    int text_width = 64;
+    int text_layers = 2;
     // Extra weight of the latent cells that hold a shape in the diffusion loss (as vae_shape_weight).
     double unet_shape_weight = 0;
     // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
@@ -103,8 +110,8 @@ std::pair<torch::Tensor, torch::Tensor> demo_palette_targets(const torch::Tensor
 // Configs (complete diffusers / transformers config.json contents) of the demo model.
 nlohmann::json demo_vae_config(double scaling_factor, int width = 16);
 nlohmann::json demo_unet_config(const std::vector<int>& channels = {48, 96, 96}, int layers_per_block = 1,
-                                int plain_levels = 1);
-nlohmann::json demo_text_encoder_config(int64_t vocab_size);
+                                int plain_levels = 1, int heads = 4, int cross_attention_dim = 64);
+nlohmann::json demo_text_encoder_config(int64_t vocab_size, int width = 64, int layers = 2);
 nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_prediction");
 nlohmann::json demo_model_index();
 

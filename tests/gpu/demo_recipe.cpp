@@ -7,10 +7,12 @@
 //   demo_recipe --out DIR [--device cuda] [--threads N] [--vae-from DIR] [--init-from DIR] [--vae-steps N]
 //               [--vae-kl-weight X] [--vae-palette-weight X] [--decoder-steps N] [--decoder-gain-jitter X]
 //               [--unet-steps N] [--unet-batch N] [--unet-lr X] [--unet-lr-floor X]
-//               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-shape-weight X] [--min-snr-gamma X]
-//               [--ema-decay X] [--offset-noise X] [--cache-images N] [--prompts N] [--seed N]
+//               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-heads N]
+//               [--unet-shape-weight X] [--min-snr-gamma X] [--text-width N] [--text-layers N]
+//               [--two-shape-share X] [--ema-decay X] [--offset-noise X] [--cache-images N] [--prompts N] [--seed N]
 //
-// Prints "RESULT <out> cfg <g> colour <%> background <%> class <%> size <%> position <%>" lines.
+// Prints "RESULT <out> cfg <g> colour <%> background <%> class <%> size <%> position <%> ... one-shape
+// colours <right>/<n> two-shape both <right>/<n>" lines.
 #include <torch/torch.h>
 
 #include <chrono>
@@ -76,6 +78,10 @@ int main(int argc, char** argv) {
         take("unet-channels", o.unet_channels, parse_int_list);
         take("unet-plain-levels", o.unet_plain_levels, as_int);
         take("unet-layers", o.unet_layers, as_int);
+        take("unet-heads", o.unet_heads, as_int);
+        take("text-width", o.text_width, as_int);
+        take("text-layers", o.text_layers, as_int);
+        take("two-shape-share", o.two_shape_share, as_double);
         take("unet-shape-weight", o.unet_shape_weight, as_double);
         take("min-snr-gamma", o.min_snr_gamma, as_double);
         take("ema-decay", o.ema_decay, as_double);
@@ -114,9 +120,17 @@ int main(int argc, char** argv) {
             e.threads = o.threads;
             if (cfg == 5.0) e.grid_png = (std::filesystem::path(o.out_dir) / "grid.png").string();
             const kto::DemoEvalResult r = kto::evaluate_demo_model(e);
-            std::printf("RESULT %s cfg %.0f colour %.1f background %.1f class %.1f size %.1f position %.1f train_s %.0f\n",
+            // Where the colour misses are: one-shape prompts, and two-shape prompts with both right.
+            int one = 0, one_right = 0, two = 0, two_right = 0;
+            for (const kto::DemoEvalImage& d : r.details) {
+                const auto& c = d.fidelity.colour;
+                if (d.fidelity.cls.asked == 1) one += 1, one_right += c.right == c.asked;
+                if (d.fidelity.cls.asked == 2) two += 1, two_right += c.right == c.asked;
+            }
+            std::printf("RESULT %s cfg %.0f colour %.1f background %.1f class %.1f size %.1f position %.1f train_s %.0f "
+                        "one-shape colours %d/%d two-shape both %d/%d\n",
                         o.out_dir.c_str(), cfg, 100 * r.colour_right, 100 * r.background_right, 100 * r.class_right,
-                        100 * r.size_right, 100 * r.position_right, train_s);
+                        100 * r.size_right, 100 * r.position_right, train_s, one_right, one, two_right, two);
             std::fflush(stdout);
         }
     } catch (const std::exception& e) {

@@ -128,6 +128,10 @@ private slots:
         refused([](auto& o) { o.min_snr_gamma = -1; }, "--min-snr-gamma");
         refused([](auto& o) { o.two_shape_share = 1.5; }, "--two-shape-share");
         refused([](auto& o) { o.two_shape_share = -0.1; }, "--two-shape-share");
+        refused([](auto& o) { o.unet_heads = 0; }, "--unet-heads");
+        refused([](auto& o) { o.unet_heads = 5; }, "--unet-heads");  // 96 channels do not divide by 5
+        refused([](auto& o) { o.text_width = 40; }, "--text-width");
+        refused([](auto& o) { o.text_layers = 0; }, "--text-layers");
     }
 
     // --init-from continues a folder: with no steps the text encoder and UNet come out as they
@@ -185,6 +189,10 @@ private slots:
                                                              kto::DemoTrainOptions{}.unet_layers,
                                                              kto::DemoTrainOptions{}.unet_plain_levels);
         QCOMPARE(shipped, kto::demo_unet_config());  // the defaults of both agree
+        QCOMPARE(kto::demo_unet_config()["attention_head_dim"].get<int>(), kto::DemoTrainOptions{}.unet_heads);
+        QCOMPARE(kto::demo_unet_config()["cross_attention_dim"].get<int>(), kto::DemoTrainOptions{}.text_width);
+        QCOMPARE(kto::demo_text_encoder_config(100)["hidden_size"].get<int>(), kto::DemoTrainOptions{}.text_width);
+        QCOMPARE(kto::demo_text_encoder_config(100)["num_hidden_layers"].get<int>(), kto::DemoTrainOptions{}.text_layers);
         struct Case {
             std::vector<int> channels;
             int layers, plain;
@@ -211,6 +219,32 @@ private slots:
             const torch::Tensor img = kto::demo_generate(o.out_dir, {"a blue star"}, {3}, 2, 5.0);
             QVERIFY(torch::isfinite(img).all().item<bool>());
         }
+    }
+
+    // The text encoder and attention options shape what is saved: a wider, deeper text encoder
+    // (hidden size, one head per 16 channels, MLP 4x, layers), the UNet's cross_attention_dim that
+    // follows its width, and the UNet's head count. The folder loads and generates.
+    void textAndHeadOptionsShapeTheSavedModel() {
+        QTemporaryDir tmp;
+        kto::DemoTrainOptions o = toy_options(tmp.path().toStdString() + "/m");
+        o.unet_channels = {16, 32, 32};
+        o.text_width = 32;
+        o.text_layers = 3;
+        o.unet_heads = 8;
+        kto::train_demo_model(o);
+        const nlohmann::json text = kto::read_json_file(o.out_dir + "/text_encoder/config.json");
+        QCOMPARE(text["hidden_size"].get<int>(), 32);
+        QCOMPARE(text["num_attention_heads"].get<int>(), 2);
+        QCOMPARE(text["intermediate_size"].get<int>(), 128);
+        QCOMPARE(text["num_hidden_layers"].get<int>(), 3);
+        const nlohmann::json unet = kto::read_json_file(o.out_dir + "/unet/config.json");
+        QCOMPARE(unet["cross_attention_dim"].get<int>(), 32);
+        QCOMPARE(unet["attention_head_dim"].get<int>(), 8);
+        const kto::TensorMap weights = kto::load_safetensors(o.out_dir + "/text_encoder/model.safetensors");
+        QVERIFY(weights.count("text_model.encoder.layers.2.mlp.fc1.weight"));
+        QCOMPARE(weights.at("text_model.encoder.layers.2.mlp.fc1.weight").sizes().vec(), (std::vector<int64_t>{128, 32}));
+        const torch::Tensor img = kto::demo_generate(o.out_dir, {"a blue star"}, {3}, 2, 5.0);
+        QVERIFY(torch::isfinite(img).all().item<bool>());
     }
 
     // The palette codes are the eight vertices of the 4-D cross-polytope: every pair sqrt(2) r
