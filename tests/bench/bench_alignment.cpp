@@ -12,6 +12,7 @@
 #include <stb/stb_image_write.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -135,9 +136,13 @@ private slots:
             cb.on_step = [&](const kto::StepMetrics& m) {
                 sps = m.samples_per_second;
                 steps = m.step;
+                // A figure the objective does not define (SFT has no reward margin) prints "-", as the CLI does.
+                auto fig = [](double v) {
+                    return std::isfinite(v) ? QString::number(v, 'g', 3).toStdString() : std::string("-");
+                };
                 if (m.step % 50 == 0)
-                    std::printf("  %s step %lld loss %.4f margin %.3g kl %.3g\n", obj.c_str(), (long long)m.step,
-                                m.loss, m.reward_margin, m.kl);
+                    std::printf("  %s step %lld loss %.4f margin %s kl %s\n", obj.c_str(), (long long)m.step, m.loss,
+                                fig(m.reward_margin).c_str(), fig(m.kl).c_str());
             };
             cb.on_message = [](const std::string& m) { std::printf("  %s\n", m.c_str()); };
             const auto t1 = std::chrono::steady_clock::now();
