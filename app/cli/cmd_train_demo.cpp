@@ -120,6 +120,40 @@ kto::cli::CommandRegistrar train_reg{
                         "Decoder refinement: multiply each latent's departure from the background code by "
                         "a random gain in [1, 1 + X] so that the decoder keeps colours guidance overshoots")
              ->capture_default_str();
+         sub.add_option("--align-rounds", opt->align_rounds,
+                        "Last phase: rounds of prompt-fidelity alignment (render prompts, label them with "
+                        "the shapes scorer, fine-tune the UNet with Diffusion-KTO; 0: none)")
+             ->capture_default_str();
+         sub.add_option("--align-prompts", opt->align_prompts, "Alignment: images rendered and labelled per round")
+             ->capture_default_str();
+         sub.add_option("--align-steps", opt->align_steps, "Alignment: optimizer steps per round")
+             ->capture_default_str();
+         sub.add_option("--align-lr", opt->align_lr, "Alignment: peak learning rate (cosine decay)")
+             ->capture_default_str();
+         sub.add_option("--align-beta", opt->align_beta, "Alignment: KTO implicit-reward scale")
+             ->capture_default_str();
+         sub.add_option("--align-objective", opt->align_objective, "Alignment: kto, sft or dpo")
+             ->capture_default_str();
+         sub.add_flag("--align-judge-size", opt->align_judge_size,
+                      "Alignment: a named size must also be right for an image to be liked");
+         sub.add_flag("--align-judge-position", opt->align_judge_position,
+                      "Alignment: a named position must also be right for an image to be liked");
+         auto align_only = std::make_shared<bool>(false);
+         sub.add_flag("--align-only", *align_only,
+                      "Run only the alignment rounds on the model already in --out");
+         sub.add_option("--decoder-generated-share", opt->decoder_generated_share,
+                        "Decoder refinement: share of each batch decoded from latents the folder's UNet "
+                        "re-drew (SDEdit at CFG 5) with the scene as the target (0: off)")
+             ->capture_default_str();
+         sub.add_option("--decoder-generated-pool", opt->decoder_generated_pool,
+                        "Decoder refinement: scenes re-drawn by the UNet before training")
+             ->capture_default_str();
+         sub.add_option("--decoder-generated-strength", opt->decoder_generated_strength,
+                        "Decoder refinement: how far up the noise schedule the re-drawing starts (0-1]")
+             ->capture_default_str();
+         sub.add_option("--decoder-generated-loss-pool", opt->decoder_generated_loss_pool,
+                        "Decoder refinement: compare the re-drawn rows over N x N pixel blocks (1: per pixel)")
+             ->capture_default_str();
          auto refine_only = std::make_shared<bool>(false);
          sub.add_flag("--refine-decoder-only", *refine_only,
                       "Run only the decoder refinement on the model already in --out");
@@ -127,9 +161,27 @@ kto::cli::CommandRegistrar train_reg{
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to train: cpu, cuda or cuda:N (the shipped model: cpu)")
              ->capture_default_str();
-         return [opt, refine_only, device] {
+         return [opt, refine_only, align_only, device] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              opt->device = kto::cli::parse_device(*device);
+             if (*align_only) {
+                 kto::DemoAlignOptions a = kto::demo_alignment(*opt);
+                 if (a.rounds <= 0) a.rounds = 1;
+                 const auto rounds = kto::align_demo_model(a, [&](const kto::DemoProgress& p) {
+                     if (p.step % 25 == 0 || p.step == p.total) {
+                         std::fprintf(stderr, "\r%-12s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step, p.total,
+                                      p.loss, p.elapsed_s);
+                         if (p.step == p.total) std::fprintf(stderr, "\n");
+                         std::fflush(stderr);
+                     }
+                     return true;
+                 });
+                 for (size_t i = 0; i < rounds.size(); ++i)
+                     std::printf("round %zu: %d of %d renders liked, shape colours right %.1f%%, %.0f s\n", i + 1,
+                                 rounds[i].liked, rounds[i].images, 100 * rounds[i].colour_right, rounds[i].seconds);
+                 std::cout << "aligned " << opt->out_dir << "\n";
+                 return 0;
+             }
              if (*refine_only) {
                  kto::DemoDecoderOptions d = kto::decoder_refinement(*opt);
                  if (d.steps <= 0) d.steps = kto::DemoDecoderOptions{}.steps;

@@ -26,6 +26,7 @@
 #include "core/shapes/scorer.h"
 #include "core/text/clip_text_model.h"
 #include "core/text/clip_tokenizer.h"
+#include "core/train/trainer.h"
 
 namespace kto {
 
@@ -135,6 +136,30 @@ torch::Tensor encode_prompts(const CLIPTokenizer& tokenizer, CLIPTextModel& text
                              const std::vector<std::string>& prompts, const torch::Device& device) {
     auto tokens = tokenizer.encode(prompts);
     return text->forward(tokens.input_ids.to(device)).last_hidden_state;
+}
+
+// Refuses bad decoder refinement options (before any work: train-demo checks them up front too).
+void check_decoder_options(const DemoDecoderOptions& opt) {
+    if (opt.steps <= 0 || opt.batch <= 0) throw Error("decoder refinement: steps and batch must be > 0");
+    if (opt.shape_weight < 0) throw Error("decoder refinement: --decoder-shape-weight must be >= 0");
+    if (opt.gain_jitter < 0) throw Error("decoder refinement: --decoder-gain-jitter must be >= 0");
+    if (opt.generated_share < 0 || opt.generated_share > 1)
+        throw Error("decoder refinement: --decoder-generated-share must be in [0, 1]");
+    if (opt.generated_loss_pool < 1 || kImageSize % opt.generated_loss_pool != 0)
+        throw Error("decoder refinement: --decoder-generated-loss-pool must divide 64");
+    if (opt.generated_share > 0 && (opt.generated_pool <= 0 || !(opt.generated_strength > 0) ||
+                                    opt.generated_strength > 1 || !(opt.generated_guidance >= 1)))
+        throw Error("decoder refinement: --decoder-generated-pool must be > 0, --decoder-generated-strength in "
+                    "(0, 1] and the guidance >= 1");
+}
+
+// Refuses bad alignment options; returns the objective they name.
+ObjectiveKind check_align_options(const DemoAlignOptions& opt) {
+    if (opt.rounds <= 0 || opt.prompts <= 0 || opt.steps <= 0 || opt.batch <= 0 || opt.sample_steps <= 0)
+        throw Error("alignment: --align-rounds, --align-prompts and --align-steps must be > 0 (and the batch and sampling steps)");
+    if (!(opt.lr > 0) || !(opt.beta > 0) || !(opt.guidance >= 1))
+        throw Error("alignment: --align-lr and --align-beta must be > 0 and the guidance >= 1");
+    return parse_objective(opt.objective, "alignment: --align-objective");
 }
 
 }  // namespace
@@ -337,6 +362,9 @@ void train_demo_model(const DemoTrainOptions& opt,
         throw Error("train-demo: --text-width must be a positive multiple of 16 (one attention head per 16 channels)");
     if (opt.text_layers < 1) throw Error("train-demo: --text-layers must be >= 1");
     if (!(opt.unet_lr_floor >= 0 && opt.unet_lr_floor <= 1)) throw Error("train-demo: --unet-lr-floor must be in [0, 1]");
+    if (opt.decoder_steps > 0) check_decoder_options(decoder_refinement(opt));
+    if (opt.align_rounds < 0) throw Error("train-demo: --align-rounds must be >= 0");
+    if (opt.align_rounds > 0) check_align_options(demo_alignment(opt));
     require_device(opt.device, "train-demo");
     if (!opt.vae_from.empty() && !fs::exists(fs::path(opt.vae_from) / "vae" / "config.json"))
         throw Error("train-demo: --vae-from " + opt.vae_from + " has no vae/config.json (expected a demo model folder)");
@@ -549,6 +577,23 @@ void train_demo_model(const DemoTrainOptions& opt,
 
     if (opt.decoder_steps > 0)
         refine_demo_decoder(decoder_refinement(opt), progress);  // on the fp16 weights just written
+    if (opt.align_rounds > 0) align_demo_model(demo_alignment(opt), progress);
+}
+
+DemoAlignOptions demo_alignment(const DemoTrainOptions& opt) {
+    DemoAlignOptions a;
+    a.model_dir = opt.out_dir;
+    a.rounds = opt.align_rounds;
+    a.prompts = opt.align_prompts;
+    a.steps = opt.align_steps;
+    a.lr = opt.align_lr;
+    a.beta = opt.align_beta;
+    a.objective = opt.align_objective;
+    a.judge_size = opt.align_judge_size;
+    a.judge_position = opt.align_judge_position;
+    a.seed = opt.seed;
+    a.threads = opt.threads;
+    return a;
 }
 
 DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
@@ -557,6 +602,10 @@ DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
     d.steps = opt.decoder_steps;
     d.shape_weight = opt.decoder_shape_weight;
     d.gain_jitter = opt.decoder_gain_jitter;
+    d.generated_share = opt.decoder_generated_share;
+    d.generated_pool = opt.decoder_generated_pool;
+    d.generated_strength = opt.decoder_generated_strength;
+    d.generated_loss_pool = opt.decoder_generated_loss_pool;
     d.batch = opt.vae_batch;
     d.seed = opt.seed;
     d.threads = opt.threads;
@@ -564,9 +613,7 @@ DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
 }
 
 void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool(const DemoProgress&)>& progress) {
-    if (opt.steps <= 0 || opt.batch <= 0) throw Error("decoder refinement: steps and batch must be > 0");
-    if (opt.shape_weight < 0) throw Error("decoder refinement: --decoder-shape-weight must be >= 0");
-    if (opt.gain_jitter < 0) throw Error("decoder refinement: --decoder-gain-jitter must be >= 0");
+    check_decoder_options(opt);
     configure_torch_threads(opt.threads);
     const auto t0 = Clock::now();
     auto report = [&](int step, double loss) {
@@ -586,21 +633,98 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
     torch::optim::AdamW adam(trained, torch::optim::AdamWOptions(opt.lr).weight_decay(1e-4));
     auto gen = at::detail::createCPUGenerator(opt.seed + 5);
     const uint64_t stream = opt.seed + 5;  // scenes of their own, as every phase
+    const int generated_per_batch =
+        opt.generated_share > 0 ? std::max(1, int(std::lround(opt.batch * opt.generated_share))) : 0;
+    std::vector<Scene> pool_scenes;
+    torch::Tensor pool_latents;  // [N,4,16,16] unscaled, as the decoder reads them
+    if (generated_per_batch > 0) {
+        torch::NoGradGuard ng;
+        ModelBundle bundle = ModelBundle::load(opt.model_dir);
+        auto scheduler = make_scheduler(bundle.default_sampler(), bundle.scheduler_config);
+        constexpr int kGridSteps = 20;
+        scheduler->set_timesteps(kGridSteps);
+        const torch::Tensor grid = scheduler->timesteps();
+        const int first = kGridSteps - std::max(1, int(std::lround(kGridSteps * opt.generated_strength)));
+        const double sf = vae->scaling_factor();
+        const torch::Tensor empty = encode_prompts(bundle, {std::string()});
+        auto pool_gen = at::detail::createCPUGenerator(opt.seed + 6);
+        CaptionOptions named;
+        named.p_colour = 1.0;
+        named.p_background = 1.0;
+        Rng caption_rng(opt.seed + 6, 1);
+        std::vector<torch::Tensor> parts;
+        constexpr int kChunk = 16;
+        for (int i = 0; i < opt.generated_pool; i += kChunk) {
+            std::vector<Scene> scenes;
+            std::vector<std::string> captions;
+            for (int k = i; k < std::min(opt.generated_pool, i + kChunk); ++k) {
+                scenes.push_back(scene_for_index(opt.seed + 6, uint64_t(k)));
+                captions.push_back(sample_caption(scenes.back(), caption_rng, named));
+            }
+            const int64_t n = int64_t(scenes.size());
+            const torch::Tensor z0 = vae->encode(render_batch(scenes)).mean * sf;
+            const torch::Tensor start = grid[first].to(torch::kInt64).expand({n});
+            torch::Tensor z = scheduler->add_noise(z0, torch::randn(z0.sizes(), pool_gen), start);
+            const torch::Tensor context = torch::cat({empty.expand({n, empty.size(1), empty.size(2)}),
+                                                      encode_prompts(bundle, captions)});
+            for (int k = first; k < kGridSteps; ++k) {
+                const double t = grid[k].item<double>();
+                const torch::Tensor in = scheduler->scale_model_input(torch::cat({z, z}), t);
+                const torch::Tensor out = bundle.unet->forward(in, torch::full({2 * n}, int64_t(t), torch::kInt64), context);
+                const auto both = out.chunk(2);
+                z = scheduler->step(both[0] + opt.generated_guidance * (both[1] - both[0]), t, z).prev_sample;
+            }
+            parts.push_back(z / sf);
+            pool_scenes.insert(pool_scenes.end(), scenes.begin(), scenes.end());
+            if (progress && !progress({"decoder-pool", int(pool_scenes.size()), opt.generated_pool, 0.0, seconds_since(t0)}))
+                throw Cancelled();
+        }
+        pool_latents = torch::cat(parts);
+    }
     double ema = 0;
     for (int step = 0; step < opt.steps; ++step) {
         std::vector<Scene> scenes;
-        for (int i = 0; i < opt.batch; ++i) scenes.push_back(scene_for_index(stream, uint64_t(step) * opt.batch + i));
-        const torch::Tensor x = render_batch(scenes);
+        for (int i = 0; i < opt.batch - generated_per_batch; ++i)
+            scenes.push_back(scene_for_index(stream, uint64_t(step) * opt.batch + i));
         torch::Tensor z;
-        {
+        if (!scenes.empty()) {
             torch::NoGradGuard ng;
-            z = vae->encode(x).sample(gen);
+            z = vae->encode(render_batch(scenes)).sample(gen);
+            if (opt.gain_jitter > 0)
+                z = push_from_background(z, 1.0 + opt.gain_jitter * torch::rand({z.size(0), 1, 1, 1}, gen));
         }
-        if (opt.gain_jitter > 0)
-            z = push_from_background(z, 1.0 + opt.gain_jitter * torch::rand({z.size(0), 1, 1, 1}, gen));
+        if (generated_per_batch > 0) {
+            std::vector<int64_t> rows;
+            for (int i = 0; i < generated_per_batch; ++i) {
+                const int64_t k = (int64_t(step) * generated_per_batch + i) % pool_latents.size(0);
+                rows.push_back(k);
+                scenes.push_back(pool_scenes[size_t(k)]);
+            }
+            const torch::Tensor zg = pool_latents.index_select(0, torch::tensor(rows));
+            z = z.defined() ? torch::cat({z, zg}) : zg;
+        }
+        const torch::Tensor x = render_batch(scenes);
         const torch::Tensor y = vae->decode(z);
-        const torch::Tensor err = (y - x).abs() + (y - x).pow(2);
-        const torch::Tensor loss = shape_weighted_mean(err, shape_mask(scenes, x), opt.shape_weight);
+        const torch::Tensor mask = shape_mask(scenes, x);
+        auto weighted_error = [&](torch::Tensor yy, torch::Tensor xx, torch::Tensor mm, int pool) {
+            if (pool > 1) {
+                yy = torch::avg_pool2d(yy, pool), xx = torch::avg_pool2d(xx, pool), mm = torch::avg_pool2d(mm, pool);
+            }
+            return shape_weighted_mean((yy - xx).abs() + (yy - xx).pow(2), mm, opt.shape_weight);
+        };
+        torch::Tensor loss;
+        const int64_t fresh = int64_t(scenes.size()) - generated_per_batch;
+        if (generated_per_batch == 0 || opt.generated_loss_pool <= 1) {
+            loss = weighted_error(y, x, mask, 1);
+        } else {
+            // The re-drawn scene can sit a few pixels off its source: compare those rows' colours
+            // over pool x pool blocks, so that they teach colour, not edges.
+            const torch::Tensor g = weighted_error(y.narrow(0, fresh, generated_per_batch), x.narrow(0, fresh, generated_per_batch),
+                                                   mask.narrow(0, fresh, generated_per_batch), opt.generated_loss_pool);
+            loss = fresh == 0 ? g
+                              : (double(fresh) * weighted_error(y.narrow(0, 0, fresh), x.narrow(0, 0, fresh), mask.narrow(0, 0, fresh), 1) +
+                                 double(generated_per_batch) * g) / double(fresh + generated_per_batch);
+        }
         adam.zero_grad();
         loss.backward();
         torch::nn::utils::clip_grad_norm_(trained, 1.0);
@@ -792,6 +916,105 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
         r.median_seconds_per_image = times[times.size() / 2];
     }
     return r;
+}
+
+std::vector<DemoAlignRound> align_demo_model(const DemoAlignOptions& opt,
+                                             const std::function<bool(const DemoProgress&)>& progress) {
+    const ObjectiveKind objective = check_align_options(opt);
+    const fs::path model(opt.model_dir);
+    if (!fs::exists(model / "unet" / "config.json"))
+        throw Error("alignment: " + opt.model_dir + " is not a demo model folder (no unet/config.json)");
+    configure_torch_threads(opt.threads);
+    const fs::path work = opt.work_dir.empty() ? fs::path(opt.model_dir + ".align-work") : fs::path(opt.work_dir);
+    // The default scratch folder goes when the call ends, also on an error or a cancel.
+    struct RemoveWork {
+        fs::path dir;
+        ~RemoveWork() {
+            std::error_code ec;
+            if (!dir.empty()) fs::remove_all(dir, ec);
+        }
+    } remove_work{opt.work_dir.empty() ? work : fs::path()};
+    const auto t0 = Clock::now();
+    std::vector<DemoAlignRound> rounds;
+    for (int round = 0; round < opt.rounds; ++round) {
+        const auto r0 = Clock::now();
+        const fs::path dir = work / ("round-" + std::to_string(round + 1));
+        fs::remove_all(dir);
+        fs::create_directories(dir / "images");
+        // Prompts and noise of this round: a stream of their own (demo-eval's is seed 777).
+        const uint64_t stream = (opt.seed ^ 0xA116ULL) * 1000003ULL + uint64_t(round);
+        const std::vector<std::string> prompts = eval_prompts(stream, opt.prompts);
+        std::vector<TrainRecord> records;
+        DemoAlignRound stats;
+        AttributeScore colour;
+        {
+            DemoBundle bundle(opt.model_dir, torch::kCPU);
+            constexpr int kBatch = 8;
+            for (int i = 0; i < opt.prompts; i += kBatch) {
+                const int end = std::min(opt.prompts, i + kBatch);
+                std::vector<std::string> part(prompts.begin() + i, prompts.begin() + end);
+                std::vector<uint64_t> seeds;
+                for (int k = i; k < end; ++k) seeds.push_back(stream * 7919ULL + uint64_t(k));
+                const torch::Tensor images = bundle.generate(part, seeds, opt.sample_steps, opt.guidance);
+                for (int k = 0; k < end - i; ++k) {
+                    const Image img = tensor_to_image(images[k]);
+                    const Fidelity f = fidelity(img, part[size_t(k)]);
+                    const bool liked = f.colour.right == f.colour.asked && f.cls.right == f.cls.asked &&
+                                       f.background.right == f.background.asked && f.count.right == f.count.asked &&
+                                       (!opt.judge_size || f.size.right == f.size.asked) &&
+                                       (!opt.judge_position || f.position.right == f.position.asked);
+                    colour.asked += f.colour.asked, colour.right += f.colour.right;
+                    const fs::path png = dir / "images" / (std::to_string(i + k) + ".png");
+                    if (!stbi_write_png(png.string().c_str(), img.width, img.height, 3, img.rgb.data(), img.width * 3))
+                        throw Error(png.string() + ": cannot write the PNG");
+                    records.push_back({png.string(), part[size_t(k)], liked});
+                    stats.liked += liked ? 1 : 0;
+                }
+                if (progress && !progress({"align-render", end, opt.prompts, 0.0, seconds_since(t0)})) throw Cancelled();
+            }
+        }
+        stats.images = opt.prompts;
+        stats.colour_right = colour.rate();
+        if (stats.liked == 0 || stats.liked == stats.images)
+            throw Error("alignment round " + std::to_string(round + 1) + ": all " + std::to_string(stats.images) +
+                        " images were " + (stats.liked ? "liked" : "disliked") +
+                        "; KTO needs both (judge fewer attributes, or render more prompts)");
+
+        TrainRequest req;
+        req.model_dir = opt.model_dir;
+        req.records = std::move(records);
+        req.out_dir = (dir / "run").string();
+        req.options = train_preset("demo");
+        req.options.objective = objective;
+        req.options.steps = opt.steps;
+        req.options.batch_size = opt.batch;
+        req.options.learning_rate = opt.lr;
+        req.options.beta = opt.beta;
+        req.options.seed = opt.seed + uint64_t(round);
+        req.options.checkpoint_every = 0;
+        req.options.preview_every = 0;
+        req.options.cache_dir = (dir / "cache").string();
+        bool cancelled = false;
+        TrainCallbacks cb;
+        TrainingJob* job_ptr = nullptr;
+        cb.on_step = [&](const StepMetrics& m) {
+            if (progress && !progress({"align-train", int(m.step), opt.steps, m.loss, seconds_since(t0)}) && job_ptr) {
+                cancelled = true;
+                job_ptr->cancel();
+            }
+        };
+        TrainingJob job(req, cb);
+        job_ptr = &job;
+        const TrainResult res = job.run();
+        if (cancelled || res.cancelled) throw Cancelled();
+        if (res.final_checkpoint.empty()) throw Error("alignment: the training run wrote no checkpoint");
+        UNet2DConditionModel tuned = load_unet((fs::path(res.final_checkpoint) / "unet").string());
+        const nlohmann::json config = read_json_file((model / "unet" / "config.json").string());
+        save_component(*tuned, config, model / "unet", "diffusion_pytorch_model.safetensors");
+        stats.seconds = seconds_since(r0);
+        rounds.push_back(stats);
+    }
+    return rounds;
 }
 
 }  // namespace kto

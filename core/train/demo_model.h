@@ -84,6 +84,23 @@ struct DemoTrainOptions {
     int decoder_steps = 1000;
     double decoder_shape_weight = 10;    // its extra weight of shape pixels (DemoDecoderOptions::shape_weight)
     double decoder_gain_jitter = 0.25;   // its latent gain augmentation (DemoDecoderOptions::gain_jitter)
+    // Its share of latents the UNet re-drew (DemoDecoderOptions::generated_share). Off: session 12 measured
+    // +2 to 3 points of colour on demo-eval's prompts but 0 to 1 on 400 others (MODEL_CARD.md).
+    double decoder_generated_share = 0;
+    int decoder_generated_pool = 1024;
+    double decoder_generated_strength = 0.7;
+    int decoder_generated_loss_pool = 1;
+    // Very last phase: prompt-fidelity alignment with Diffusion-KTO on the model's own renders
+    // (align_demo_model). 0 rounds: none (session 12: every setting tried lowered the held-out
+    // fidelity, MODEL_CARD.md).
+    int align_rounds = 0;
+    int align_prompts = 400;
+    int align_steps = 250;
+    double align_lr = 2e-4;
+    double align_beta = 50;
+    std::string align_objective = "kto";
+    bool align_judge_size = false;
+    bool align_judge_position = false;
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
     // Where to train. Every random draw is made on the CPU and moved, so a CUDA run draws the
@@ -134,6 +151,19 @@ struct DemoDecoderOptions {
     // must still draw the scene: it learns to keep a shape's colour when guidance pushes its
     // latents past the data. 0: off.
     double gain_jitter = 0;
+    // Latents the folder's own UNet made: before training, `generated_pool` scenes are re-drawn
+    // by the UNet from their noised latents (SDEdit: the 20-step DDIM grid entered at
+    // `generated_strength` of the way up, CFG `generated_guidance`, each scene's caption naming
+    // its colours), and this share of every batch decodes those latents with the scene as the
+    // target. The decoder then learns the latents generation really produces (guidance
+    // overshoot included), not a model of them. 0: off.
+    double generated_share = 0;
+    int generated_pool = 1024;
+    double generated_strength = 0.7;
+    double generated_guidance = 5.0;
+    // The loss of those rows compares pool x pool block means (the re-drawn shapes can sit a few
+    // pixels off their source scene's); 1: per pixel.
+    int generated_loss_pool = 1;
     uint64_t seed = 20261125;
     int threads = 0;
 };
@@ -141,6 +171,45 @@ struct DemoDecoderOptions {
 DemoDecoderOptions decoder_refinement(const DemoTrainOptions& options);
 void refine_demo_decoder(const DemoDecoderOptions& options,
                          const std::function<bool(const DemoProgress&)>& progress = {});
+
+// Prompt-fidelity alignment: the project's own method on its own model. Each round renders
+// prompts from the caption grammar (a seed stream of its own, never demo-eval's) with the folder's
+// model, labels each image liked when the shapes scorer finds every judged attribute right and
+// disliked otherwise (a scripted "dislikes images that do not match their prompt" rater), and
+// fine-tunes the UNet on those labels with Diffusion-KTO (the training job the app runs). The
+// UNet is written back to the folder (fp16) after each round, so the next round samples the
+// tuned model and uses it as its reference.
+struct DemoAlignOptions {
+    std::string model_dir;
+    int rounds = 1;
+    int prompts = 400;            // images rendered and labelled per round (one seed each)
+    int sample_steps = 20;        // DDIM steps of those renders
+    double guidance = 5.0;        // their CFG: the setting the model is judged at
+    // Attributes an image must get right to be liked; colour, class, background and shape count
+    // always are. Size and position are judged only when these say so.
+    bool judge_size = false;
+    bool judge_position = false;
+    std::string objective = "kto";  // kto, sft or dpo (the trainer's objectives)
+    int steps = 250;              // optimizer steps per round
+    int batch = 8;
+    double lr = 2e-4;             // peak; warmup 10 steps, cosine decay (the demo preset)
+    double beta = 50;             // the demo preset's implicit-reward scale
+    std::string work_dir;         // renders and training runs; empty: <model_dir>.align-work (removed after)
+    uint64_t seed = 20261125;
+    int threads = 0;
+};
+
+struct DemoAlignRound {
+    int images = 0, liked = 0;
+    double colour_right = 0;      // share of the round's named shape colours the scorer read right
+    double seconds = 0;
+};
+
+// The alignment phase of a train-demo run: its folder, align_* options, seed, threads.
+DemoAlignOptions demo_alignment(const DemoTrainOptions& options);
+// Runs the rounds on the folder in place. kto::Cancelled when `progress` returns false.
+std::vector<DemoAlignRound> align_demo_model(const DemoAlignOptions& options,
+                                             const std::function<bool(const DemoProgress&)>& progress = {});
 
 struct DemoEvalOptions {
     std::string model_dir;

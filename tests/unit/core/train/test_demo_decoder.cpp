@@ -7,6 +7,8 @@
 
 #include <filesystem>
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "core/common/error.h"
 #include "core/io/safetensors.h"
@@ -93,6 +95,58 @@ private slots:
             kto::test::expect_error([&] { kto::refine_demo_decoder(bad); },
                                     jitter < 0 ? "--decoder-gain-jitter" : "--decoder-shape-weight");
         }
+    }
+
+    // Latents the folder's UNet re-drew (SDEdit at CFG 5) make part of every batch: other weights
+    // than a run of fresh scenes only, the same weights again for the same seed, and a progress
+    // phase of their own; out-of-range values are refused.
+    void generatedLatentsJoinTheBatch() {
+        QTemporaryDir tmp;
+        const fs::path root(tmp.path().toStdString());
+        auto refined = [&](const char* copy, double share, std::vector<std::string>* phases = nullptr, int loss_pool = 1) {
+            const fs::path dir = root / copy;
+            fs::copy(kto::test::demo_model_dir(), dir, fs::copy_options::recursive);
+            kto::DemoDecoderOptions o;
+            o.model_dir = dir.string();
+            o.steps = 2;
+            o.batch = 2;
+            o.threads = 1;
+            o.generated_share = share;
+            o.generated_pool = 3;  // fewer than the steps draw: the pool is reused in turn
+            o.generated_loss_pool = loss_pool;
+            kto::refine_demo_decoder(o, [&](const kto::DemoProgress& p) {
+                if (phases && (phases->empty() || phases->back() != p.phase)) phases->push_back(p.phase);
+                return true;
+            });
+            return kto::load_safetensors((dir / kVaeWeights).string());
+        };
+        std::vector<std::string> phases;
+        const auto plain = refined("plain", 0), a = refined("a", 0.5, &phases), b = refined("b", 0.5);
+        const auto all = refined("all", 1.0);
+        const auto pooled = refined("pooled", 0.5, nullptr, 4);  // the re-drawn rows compared over 4x4 blocks
+        QCOMPARE(phases, (std::vector<std::string>{"decoder-pool", "decoder"}));
+        int differs = 0, differs_all = 0, differs_pooled = 0;
+        for (const auto& [name, t] : plain) {
+            QVERIFY2(torch::equal(a.at(name), b.at(name)), name.c_str());
+            differs += !torch::equal(a.at(name), t);
+            differs_all += !torch::equal(all.at(name), a.at(name));
+            differs_pooled += !torch::equal(pooled.at(name), a.at(name));
+        }
+        QVERIFY(differs > 0);
+        QVERIFY(differs_all > 0);
+        QVERIFY(differs_pooled > 0);
+        for (auto [share, strength] : {std::pair{-0.1, 0.7}, std::pair{1.5, 0.7}, std::pair{0.5, 0.0}, std::pair{0.5, 1.2}}) {
+            kto::DemoDecoderOptions bad;
+            bad.model_dir = (root / "plain").string();
+            bad.generated_share = share;
+            bad.generated_strength = strength;
+            kto::test::expect_error([&] { kto::refine_demo_decoder(bad); },
+                                    share < 0 || share > 1 ? "--decoder-generated-share" : "--decoder-generated-strength");
+        }
+        kto::DemoDecoderOptions bad;
+        bad.model_dir = (root / "plain").string();
+        bad.generated_loss_pool = 3;
+        kto::test::expect_error([&] { kto::refine_demo_decoder(bad); }, "--decoder-generated-loss-pool");
     }
 };
 

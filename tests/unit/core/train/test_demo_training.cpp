@@ -132,6 +132,12 @@ private slots:
         refused([](auto& o) { o.unet_heads = 5; }, "--unet-heads");  // 96 channels do not divide by 5
         refused([](auto& o) { o.text_width = 40; }, "--text-width");
         refused([](auto& o) { o.text_layers = 0; }, "--text-layers");
+        // The last phases' options are checked before the first phase starts, not after an hour of training.
+        refused([](auto& o) { o.decoder_steps = 1, o.decoder_generated_share = 2; }, "--decoder-generated-share");
+        refused([](auto& o) { o.decoder_steps = 1, o.decoder_generated_loss_pool = 5; }, "--decoder-generated-loss-pool");
+        refused([](auto& o) { o.align_rounds = -1; }, "--align-rounds");
+        refused([](auto& o) { o.align_rounds = 1, o.align_lr = 0; }, "--align-lr");
+        refused([](auto& o) { o.align_rounds = 1, o.align_objective = "ppo"; }, "--align-objective");
     }
 
     // --init-from continues a folder: with no steps the text encoder and UNet come out as they
