@@ -42,6 +42,17 @@ void write_details(const std::string& path, const kto::DemoEvalResult& r) {
     kto::storage::write_file_atomically(path, csv);
 }
 
+// Progress of a single-phase run (--refine-decoder-only, --align-only) on stderr: every 25th step
+// and each phase's last, named by its phase ("decoder-pool", "decoder", "align-render", ...).
+bool print_phase_progress(const kto::DemoProgress& p) {
+    if (p.step % 25 == 0 || p.step == p.total) {
+        std::fprintf(stderr, "\r%-12s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step, p.total, p.loss, p.elapsed_s);
+        if (p.step == p.total) std::fprintf(stderr, "\n");
+        std::fflush(stderr);
+    }
+    return true;
+}
+
 kto::cli::CommandRegistrar train_reg{
     {"train-demo", "Train the built-in demo model from scratch into a diffusers folder",
      [](CLI::App& sub) -> std::function<int()> {
@@ -167,15 +178,7 @@ kto::cli::CommandRegistrar train_reg{
              if (*align_only) {
                  kto::DemoAlignOptions a = kto::demo_alignment(*opt);
                  if (a.rounds <= 0) a.rounds = 1;
-                 const auto rounds = kto::align_demo_model(a, [&](const kto::DemoProgress& p) {
-                     if (p.step % 25 == 0 || p.step == p.total) {
-                         std::fprintf(stderr, "\r%-12s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step, p.total,
-                                      p.loss, p.elapsed_s);
-                         if (p.step == p.total) std::fprintf(stderr, "\n");
-                         std::fflush(stderr);
-                     }
-                     return true;
-                 });
+                 const auto rounds = kto::align_demo_model(a, print_phase_progress);
                  for (size_t i = 0; i < rounds.size(); ++i)
                      std::printf("round %zu: %d of %d renders liked, shape colours right %.1f%%, %.0f s\n", i + 1,
                                  rounds[i].liked, rounds[i].images, 100 * rounds[i].colour_right, rounds[i].seconds);
@@ -185,14 +188,7 @@ kto::cli::CommandRegistrar train_reg{
              if (*refine_only) {
                  kto::DemoDecoderOptions d = kto::decoder_refinement(*opt);
                  if (d.steps <= 0) d.steps = kto::DemoDecoderOptions{}.steps;
-                 kto::refine_demo_decoder(d, [&](const kto::DemoProgress& p) {
-                     if (p.step % 25 == 0 || p.step == p.total) {
-                         std::fprintf(stderr, "\rdecoder %6d/%-6d loss %.4f  %6.0f s", p.step, p.total, p.loss, p.elapsed_s);
-                         if (p.step == p.total) std::fprintf(stderr, "\n");
-                         std::fflush(stderr);
-                     }
-                     return true;
-                 });
+                 kto::refine_demo_decoder(d, print_phase_progress);
                  std::cout << "decoder refined in " << opt->out_dir << "\n";
                  return 0;
              }

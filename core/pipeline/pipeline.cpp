@@ -144,6 +144,9 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
     if (!std::isfinite(o.cfg)) throw Error("generate: the guidance scale must be a finite number");
     if (!(o.guidance_rescale >= 0.0 && o.guidance_rescale <= 1.0))
         throw Error("generate: the guidance rescale must be between 0 and 1");
+    if (!(o.strength > 0.0 && o.strength <= 1.0)) throw Error("generate: the strength must be in (0, 1]");
+    if (o.strength != 1.0 && !o.image_latents.defined())
+        throw Error("generate: a strength below 1 needs image_latents to start from (image-to-image)");
     const int f = bundle.vae_scale_factor();
     const std::pair<const char*, int> sizes[] = {{"width", o.width}, {"height", o.height}};
     for (const auto& [what, v] : sizes) {
@@ -189,29 +192,44 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
             warn(m);
         }
 
+    auto require_latent_shape = [&](const torch::Tensor& t, const char* what) {
+        if (t.sizes() != torch::IntArrayRef({B, lc, h, w})) {
+            std::ostringstream os;
+            os << "generate: " << what << " must have shape [" << B << ", " << lc << ", " << h << ", " << w << "], got "
+               << t.sizes();
+            throw Error(os.str());
+        }
+    };
     // Initial latents: one torch.randn draw from a CPU generator seeded with the seed.
     torch::Tensor latents;
     if (o.init_latents.defined()) {
-        if (o.init_latents.sizes() != torch::IntArrayRef({B, lc, h, w})) {
-            std::ostringstream os;
-            os << "generate: init_latents must have shape [" << B << ", " << lc << ", " << h << ", " << w << "], got "
-               << o.init_latents.sizes();
-            throw Error(os.str());
-        }
+        require_latent_shape(o.init_latents, "init_latents");
         latents = o.init_latents.to(torch::kCPU, torch::kFloat32);
     } else {
         auto gen = make_cpu_generator(o.seed);
         latents = randn_on_cpu({B, lc, h, w}, &gen);
     }
-    latents = (latents * scheduler->init_noise_sigma()).to(bundle.device);
+    const auto& ts = scheduler->timesteps();
+    const int grid_steps = static_cast<int>(ts.size(0));
+    int first = 0;  // grid index the run starts at
+    if (o.image_latents.defined()) {
+        require_latent_shape(o.image_latents, "image_latents");
+        if (r.sampler != "ddim" && r.sampler != "ddpm")
+            throw Error("generate: image-to-image runs with the ddim or ddpm sampler, not " + r.sampler);
+        // Enter the grid that far up and start from the images noised to that step.
+        first = grid_steps - std::max(1, static_cast<int>(std::lround(grid_steps * o.strength)));
+        const torch::Tensor start = ts[first].to(torch::kInt64).expand({B});
+        latents = scheduler->add_noise(o.image_latents.to(torch::kCPU, torch::kFloat32), latents, start);
+        r.timesteps = r.timesteps.slice(0, first);
+    }
+    latents = (first == 0 ? latents * scheduler->init_noise_sigma() : latents).to(bundle.device);
     // Step noise (ancestral samplers) continues the same seeded generator, as in diffusers.
     auto step_gen = make_cpu_generator(o.seed);
     if (!o.init_latents.defined()) randn_on_cpu({B, lc, h, w}, &step_gen);  // past the initial draw
     StepNoise noise{&step_gen, {}};
 
-    const auto& ts = scheduler->timesteps();
-    const int total = static_cast<int>(ts.size(0));
-    for (int i = 0; i < total; ++i) {
+    const int total = grid_steps - first;
+    for (int i = first; i < grid_steps; ++i) {
         if (o.should_cancel && o.should_cancel()) throw Cancelled();
         fault_point("generate-step");
         auto t = ts[i];
@@ -235,9 +253,9 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
         auto out = scheduler->step(noise_pred, tv, latents, noise);
         latents = out.prev_sample;
         if (o.on_step) o.on_step(StepTrace{i, t, model_in, unet_out, noise_pred, latents});
-        if (o.on_progress) o.on_progress(i + 1, total);
+        if (o.on_progress) o.on_progress(i + 1 - first, total);
         if (o.on_preview)
-            o.on_preview(i + 1, total,
+            o.on_preview(i + 1 - first, total,
                          latent_preview(out.pred_original_sample.defined() ? out.pred_original_sample : latents));
     }
     r.latents = latents.to(torch::kCPU, torch::kFloat32);

@@ -83,6 +83,12 @@ struct GenerateOptions {
     int height = 512;
     int images_per_prompt = 1;   // batch = prompts * images_per_prompt (each prompt repeated in a row)
     torch::Tensor init_latents;  // optional [B,4,h,w] standard-normal latents (before init_noise_sigma)
+    // Image-to-image (SDEdit, as diffusers' img2img pipeline): [B,4,h,w] latents of the images to
+    // start from, in the UNet's space (VAE latents times its scaling factor, as GenerateResult::latents).
+    // They are noised to the grid step that leaves round(steps * strength) steps (at least one), and
+    // only those steps run; the noise is init_latents when given, else the seed's draw. DDIM and DDPM only.
+    torch::Tensor image_latents;
+    double strength = 1.0;       // (0, 1]; with image_latents
     bool decode = true;          // false: latents only
 
     std::function<void(int step, int total)> on_progress;  // after each step (1-based)

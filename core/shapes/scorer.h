@@ -51,11 +51,13 @@ struct Fidelity {
     // Per requested shape (prompt order): the index in SceneEstimate::shapes of the blob it was
     // judged against, or -1 when the image has too few blobs.
     std::vector<int> matched;
-    bool all_right() const {
-        return colour.right == colour.asked && size.right == size.asked &&
-               position.right == position.asked && cls.right == cls.asked &&
+    // Colour, class, background and count right; size and position too where `judge_*` says so.
+    bool right(bool judge_size, bool judge_position) const {
+        return colour.right == colour.asked && (!judge_size || size.right == size.asked) &&
+               (!judge_position || position.right == position.asked) && cls.right == cls.asked &&
                background.right == background.asked && count.right == count.asked;
     }
+    bool all_right() const { return right(true, true); }
 };
 
 // Checks an image against a parsed request; shapes are matched to blobs by best agreement.

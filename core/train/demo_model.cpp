@@ -640,13 +640,7 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
     if (generated_per_batch > 0) {
         torch::NoGradGuard ng;
         ModelBundle bundle = ModelBundle::load(opt.model_dir);
-        auto scheduler = make_scheduler(bundle.default_sampler(), bundle.scheduler_config);
-        constexpr int kGridSteps = 20;
-        scheduler->set_timesteps(kGridSteps);
-        const torch::Tensor grid = scheduler->timesteps();
-        const int first = kGridSteps - std::max(1, int(std::lround(kGridSteps * opt.generated_strength)));
         const double sf = vae->scaling_factor();
-        const torch::Tensor empty = encode_prompts(bundle, {std::string()});
         auto pool_gen = at::detail::createCPUGenerator(opt.seed + 6);
         CaptionOptions named;
         named.p_colour = 1.0;
@@ -656,25 +650,19 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
         constexpr int kChunk = 16;
         for (int i = 0; i < opt.generated_pool; i += kChunk) {
             std::vector<Scene> scenes;
-            std::vector<std::string> captions;
+            GenerateOptions g;  // the folder's sampler (DDIM), 20 steps, entered at the strength
             for (int k = i; k < std::min(opt.generated_pool, i + kChunk); ++k) {
                 scenes.push_back(scene_for_index(opt.seed + 6, uint64_t(k)));
-                captions.push_back(sample_caption(scenes.back(), caption_rng, named));
+                g.prompts.push_back(sample_caption(scenes.back(), caption_rng, named));
             }
-            const int64_t n = int64_t(scenes.size());
-            const torch::Tensor z0 = vae->encode(render_batch(scenes)).mean * sf;
-            const torch::Tensor start = grid[first].to(torch::kInt64).expand({n});
-            torch::Tensor z = scheduler->add_noise(z0, torch::randn(z0.sizes(), pool_gen), start);
-            const torch::Tensor context = torch::cat({empty.expand({n, empty.size(1), empty.size(2)}),
-                                                      encode_prompts(bundle, captions)});
-            for (int k = first; k < kGridSteps; ++k) {
-                const double t = grid[k].item<double>();
-                const torch::Tensor in = scheduler->scale_model_input(torch::cat({z, z}), t);
-                const torch::Tensor out = bundle.unet->forward(in, torch::full({2 * n}, int64_t(t), torch::kInt64), context);
-                const auto both = out.chunk(2);
-                z = scheduler->step(both[0] + opt.generated_guidance * (both[1] - both[0]), t, z).prev_sample;
-            }
-            parts.push_back(z / sf);
+            g.steps = 20;
+            g.cfg = opt.generated_guidance;
+            g.width = g.height = kImageSize;
+            g.image_latents = vae->encode(render_batch(scenes)).mean * sf;
+            g.strength = opt.generated_strength;
+            g.init_latents = torch::randn(g.image_latents.sizes(), pool_gen);
+            g.decode = false;
+            parts.push_back(generate(bundle, g).latents / sf);
             pool_scenes.insert(pool_scenes.end(), scenes.begin(), scenes.end());
             if (progress && !progress({"decoder-pool", int(pool_scenes.size()), opt.generated_pool, 0.0, seconds_since(t0)}))
                 throw Cancelled();
@@ -959,10 +947,7 @@ std::vector<DemoAlignRound> align_demo_model(const DemoAlignOptions& opt,
                 for (int k = 0; k < end - i; ++k) {
                     const Image img = tensor_to_image(images[k]);
                     const Fidelity f = fidelity(img, part[size_t(k)]);
-                    const bool liked = f.colour.right == f.colour.asked && f.cls.right == f.cls.asked &&
-                                       f.background.right == f.background.asked && f.count.right == f.count.asked &&
-                                       (!opt.judge_size || f.size.right == f.size.asked) &&
-                                       (!opt.judge_position || f.position.right == f.position.asked);
+                    const bool liked = f.right(opt.judge_size, opt.judge_position);
                     colour.asked += f.colour.asked, colour.right += f.colour.right;
                     const fs::path png = dir / "images" / (std::to_string(i + k) + ".png");
                     if (!stbi_write_png(png.string().c_str(), img.width, img.height, 3, img.rgb.data(), img.width * 3))

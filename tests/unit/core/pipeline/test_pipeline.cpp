@@ -219,6 +219,56 @@ private slots:
         }
     }
 
+    // Image-to-image (SDEdit): the images' latents, noised to the grid step that leaves
+    // round(steps * strength) steps, are where the run starts; only those steps run, with the
+    // same UNet calls and scheduler steps as the tail of a full run from that point.
+    void imageToImage() {
+        auto full = golden_options("ddim");  // 4 steps
+        full.decode = false;
+        const auto base = kto::generate(bundle_, full);
+        const torch::Tensor image = base.latents;  // some latents in the UNet's space
+        auto o = full;
+        o.image_latents = image;
+        o.strength = 0.5;
+        std::vector<kto::StepTrace> steps;
+        std::vector<std::pair<int, int>> progress;
+        o.on_step = [&](const kto::StepTrace& s) { steps.push_back(s); };
+        o.on_progress = [&](int done, int total) { progress.push_back({done, total}); };
+        const auto r = kto::generate(bundle_, o);
+        QCOMPARE(int(steps.size()), 2);
+        QCOMPARE(progress, (std::vector<std::pair<int, int>>{{1, 2}, {2, 2}}));
+        QVERIFY(torch::equal(r.timesteps, base.timesteps.slice(0, 2)));
+        // The first step's input is the image noised with init_latents to that timestep.
+        auto scheduler = kto::make_scheduler("ddim", bundle_.scheduler_config);
+        scheduler->set_timesteps(4);
+        const auto start = scheduler->add_noise(image, full.init_latents, scheduler->timesteps()[2].to(torch::kInt64).expand({1}));
+        KTO_COMPARE_TENSORS(steps[0].unet_in.chunk(2)[1], start, 1e-6, "noised image");
+        QCOMPARE(steps[0].index, 2);  // the index in the whole grid
+        // A small strength keeps the image; the whole grid starts from noise as a plain run does.
+        o.on_step = nullptr;
+        o.on_progress = nullptr;
+        o.strength = 0.25;  // one step from a lightly noised image
+        const double kept = (kto::generate(bundle_, o).latents - image).abs().mean().item<double>();
+        const double plain = (base.latents - full.init_latents).abs().mean().item<double>();
+        QVERIFY2(kept < 0.5 * plain, qPrintable(QString("kept %1 plain %2").arg(kept).arg(plain)));
+        o.strength = 1.0;
+        QVERIFY(!torch::allclose(kto::generate(bundle_, o).latents, base.latents));  // starts from the noised image
+        // Refusals.
+        for (const double bad : {0.0, 1.5, std::nan("")}) {
+            o.strength = bad;
+            expect_error([&] { kto::generate(bundle_, o); }, "strength must be in (0, 1]");
+        }
+        o.strength = 0.5;
+        o.image_latents = torch::zeros({1, 4, 8, 8});
+        expect_error([&] { kto::generate(bundle_, o); }, "image_latents must have shape [1, 4, 32, 32]");
+        o.image_latents = image;
+        o.sampler = "euler";
+        expect_error([&] { kto::generate(bundle_, o); }, "ddim or ddpm sampler, not euler");
+        o.sampler = "ddim";
+        o.image_latents = torch::Tensor();
+        expect_error([&] { kto::generate(bundle_, o); }, "needs image_latents");
+    }
+
     void badInput() {
         kto::GenerateOptions o;
         o.prompts = {"x"};

@@ -22,20 +22,25 @@ namespace {
 
 const char* kVaeWeights = "vae/diffusion_pytorch_model.safetensors";
 
-// Copies the shipped model to `dir`, refines its decoder for two steps of batch 2 with these
-// augmentation options, and returns the VAE weights it wrote.
-kto::TensorMap refine_copy(const fs::path& dir, double gain_jitter, double shape_weight,
+// Copies the shipped model to `dir`, refines its decoder for two steps of batch 2 with the options
+// of `o` (its folder, steps, batch and threads are set here), and returns the VAE weights it wrote.
+kto::TensorMap refine_copy(const fs::path& dir, kto::DemoDecoderOptions o,
                            const std::function<bool(const kto::DemoProgress&)>& progress = {}) {
     fs::copy(kto::test::demo_model_dir(), dir, fs::copy_options::recursive);
-    kto::DemoDecoderOptions o;
     o.model_dir = dir.string();
     o.steps = 2;
     o.batch = 2;
     o.threads = 1;
-    o.gain_jitter = gain_jitter;
-    o.shape_weight = shape_weight;
     kto::refine_demo_decoder(o, progress);
     return kto::load_safetensors((dir / kVaeWeights).string());
+}
+
+kto::TensorMap refine_copy(const fs::path& dir, double gain_jitter, double shape_weight,
+                           const std::function<bool(const kto::DemoProgress&)>& progress = {}) {
+    kto::DemoDecoderOptions o;
+    o.gain_jitter = gain_jitter;
+    o.shape_weight = shape_weight;
+    return refine_copy(dir, o, progress);
 }
 
 }  // namespace
@@ -104,21 +109,14 @@ private slots:
         QTemporaryDir tmp;
         const fs::path root(tmp.path().toStdString());
         auto refined = [&](const char* copy, double share, std::vector<std::string>* phases = nullptr, int loss_pool = 1) {
-            const fs::path dir = root / copy;
-            fs::copy(kto::test::demo_model_dir(), dir, fs::copy_options::recursive);
             kto::DemoDecoderOptions o;
-            o.model_dir = dir.string();
-            o.steps = 2;
-            o.batch = 2;
-            o.threads = 1;
             o.generated_share = share;
             o.generated_pool = 3;  // fewer than the steps draw: the pool is reused in turn
             o.generated_loss_pool = loss_pool;
-            kto::refine_demo_decoder(o, [&](const kto::DemoProgress& p) {
+            return refine_copy(root / copy, o, [&](const kto::DemoProgress& p) {
                 if (phases && (phases->empty() || phases->back() != p.phase)) phases->push_back(p.phase);
                 return true;
             });
-            return kto::load_safetensors((dir / kVaeWeights).string());
         };
         std::vector<std::string> phases;
         const auto plain = refined("plain", 0), a = refined("a", 0.5, &phases), b = refined("b", 0.5);
