@@ -116,6 +116,9 @@ kto::cli::CommandRegistrar train_reg{
              ->capture_default_str();
          sub.add_option("--prediction-type", opt->prediction_type, "What the UNet predicts: v_prediction or epsilon")
              ->capture_default_str();
+         sub.add_flag("--zero-terminal-snr", opt->zero_terminal_snr,
+                      "Rescale the betas so t = 999 holds pure noise (diffusers' rescale_betas_zero_snr; the "
+                      "saved scheduler samples with trailing spacing); needs v_prediction");
          sub.add_option("--vae-from", opt->vae_from,
                         "Reuse the VAE of this demo model folder instead of training one (for experiments)");
          sub.add_option("--init-from", opt->init_from,

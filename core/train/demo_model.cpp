@@ -293,7 +293,7 @@ nlohmann::json demo_text_encoder_config(int64_t vocab_size, int width, int layer
             {"vocab_size", vocab_size}};
 }
 
-nlohmann::json demo_scheduler_config(const std::string& prediction_type) {
+nlohmann::json demo_scheduler_config(const std::string& prediction_type, bool zero_terminal_snr) {
     return {{"_class_name", "DDIMScheduler"},
             {"_diffusers_version", kDiffusersVersion},
             {"beta_end", 0.012},
@@ -304,12 +304,12 @@ nlohmann::json demo_scheduler_config(const std::string& prediction_type) {
             {"dynamic_thresholding_ratio", 0.995},
             {"num_train_timesteps", kTrainTimesteps},
             {"prediction_type", prediction_type},
-            {"rescale_betas_zero_snr", false},
+            {"rescale_betas_zero_snr", zero_terminal_snr},
             {"sample_max_value", 1.0},
             {"set_alpha_to_one", false},
             {"steps_offset", 1},
             {"thresholding", false},
-            {"timestep_spacing", "leading"},
+            {"timestep_spacing", zero_terminal_snr ? "trailing" : "leading"},
             {"trained_betas", nullptr}};
 }
 
@@ -334,6 +334,9 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (opt.prediction_type != "epsilon" && opt.prediction_type != "v_prediction")
         throw Error("train-demo: --prediction-type must be epsilon or v_prediction, not '" + opt.prediction_type + "'");
     const bool v_prediction = opt.prediction_type == "v_prediction";
+    if (opt.zero_terminal_snr && !v_prediction)
+        throw Error("train-demo: --zero-terminal-snr needs --prediction-type v_prediction (at zero SNR the noise "
+                    "tells nothing of the image, so epsilon prediction cannot give it)");
     if (opt.vae_steps < 0 || opt.unet_steps < 0 || opt.vae_batch <= 0 || opt.unet_batch <= 0 ||
         opt.cache_images <= 0)
         throw Error("train-demo: step counts must be >= 0 and batch sizes / cache size > 0");
@@ -509,7 +512,16 @@ void train_demo_model(const DemoTrainOptions& opt,
             torch::NoGradGuard no_grad;
             for (const auto& p : params) ema_params.push_back(p.detach().clone());
         }
-        const torch::Tensor acp = sd_alphas_cumprod().to(dev);
+        // With zero terminal SNR, the table the saved scheduler config gives at sampling time (the
+        // app's own DDIM built from it), so training and sampling agree on every timestep.
+        const torch::Tensor acp =
+            (opt.zero_terminal_snr
+                 ? make_scheduler("ddim", SchedulerConfig::from_json(demo_scheduler_config(opt.prediction_type, true),
+                                                                     "demo scheduler"))
+                       ->alphas_cumprod()
+                       .clone()
+                 : sd_alphas_cumprod())
+                .to(dev);
         auto gen = at::detail::createCPUGenerator(opt.seed + 3);
         Rng rng(opt.seed, 3);
         double ema = 0;
@@ -569,7 +581,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     report("save", 0, 1, 0);
     write_text_file(out / "model_index.json", demo_model_index().dump(2) + "\n");
     fs::create_directories(out / "scheduler");
-    write_text_file(out / "scheduler" / "scheduler_config.json", demo_scheduler_config(opt.prediction_type).dump(2) + "\n");
+    write_text_file(out / "scheduler" / "scheduler_config.json", demo_scheduler_config(opt.prediction_type, opt.zero_terminal_snr).dump(2) + "\n");
     save_component(*vae, demo_vae_config(scaling_factor, vae_width), out / "vae", "diffusion_pytorch_model.safetensors");
     save_component(*unet, unet_cfg_json, out / "unet", "diffusion_pytorch_model.safetensors");
     save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");

@@ -73,6 +73,14 @@ struct DemoTrainOptions {
     // target), and the model drew the background the seed's noise suggested; v weights those
     // noise levels as an x0 loss does.
     std::string prediction_type = "v_prediction";
+    // Zero terminal SNR (Lin et al. 2023, "Common Diffusion Noise Schedules and Sample Steps are
+    // Flawed"): the betas rescaled so that x_t at t = 999 holds no trace of the image, as diffusers'
+    // rescale_betas_zero_snr. The scaled-linear schedule leaves 6.8% of the image there, so the
+    // model learns to read where the shape is and what colour it has off x_t at the first sampling
+    // steps, where at sampling time there is only the seed's noise. Needs v_prediction; the saved
+    // scheduler config then states rescale_betas_zero_snr and "trailing" spacing (sampling starts
+    // at t = 999).
+    bool zero_terminal_snr = false;
     std::string vae_from;           // if set: load this demo folder's VAE (and its scaling factor) instead of training one
     // If set: start the text encoder and UNet from this demo folder's weights (and configs) instead
     // of from scratch; for experiments that continue a trained model (with --vae-from the same folder).
@@ -129,7 +137,7 @@ nlohmann::json demo_vae_config(double scaling_factor, int width = 16);
 nlohmann::json demo_unet_config(const std::vector<int>& channels = {48, 96, 96}, int layers_per_block = 1,
                                 int plain_levels = 1, int heads = 4, int cross_attention_dim = 64);
 nlohmann::json demo_text_encoder_config(int64_t vocab_size, int width = 64, int layers = 2);
-nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_prediction");
+nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_prediction", bool zero_terminal_snr = false);
 nlohmann::json demo_model_index();
 
 // Trains and writes the demo model. Throws kto::Error on I/O failure; kto::Cancelled when

@@ -14,6 +14,8 @@
 #include "core/io/model_folder.h"
 #include "core/io/safetensors.h"
 #include "core/nn/vae.h"
+#include "core/sampling/scheduler.h"
+#include "core/sampling/scheduler_config.h"
 #include "core/shapes/renderer.h"
 #include "core/train/demo_model.h"
 #include "tests/support/error_check.h"
@@ -115,6 +117,7 @@ private slots:
         refused([](auto& o) { o.vae_palette_weight = -1; }, "--vae-palette-weight");
         refused([](auto& o) { o.vae_palette_radius = 0; }, "--vae-palette-radius");
         refused([](auto& o) { o.prediction_type = "sample"; }, "--prediction-type");
+        refused([](auto& o) { o.prediction_type = "epsilon", o.zero_terminal_snr = true; }, "--zero-terminal-snr");
         refused([](auto& o) { o.unet_batch = 0; }, "batch");
         refused([](auto& o) { o.vae_from = "/nonexistent"; }, "--vae-from");
         refused([](auto& o) { o.init_from = "/nonexistent"; }, "--init-from");
@@ -138,6 +141,38 @@ private slots:
         refused([](auto& o) { o.align_rounds = -1; }, "--align-rounds");
         refused([](auto& o) { o.align_rounds = 1, o.align_lr = 0; }, "--align-lr");
         refused([](auto& o) { o.align_rounds = 1, o.align_objective = "ppo"; }, "--align-objective");
+    }
+
+    // --zero-terminal-snr: the saved scheduler config states the rescaled betas and trailing
+    // spacing, so the app's sampler starts at t = 999 where x_t is pure noise; training used that
+    // schedule (the same seed gives another UNet than the scaled-linear run); the folder generates.
+    void zeroTerminalSnrTrainsAndSamplesFromPureNoise() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        std::vector<kto::TensorMap> unets;
+        for (const bool zero : {false, true}) {
+            kto::DemoTrainOptions o = toy_options(base + (zero ? "/zero" : "/plain"));
+            o.vae_steps = 0;
+            o.vae_from = kto::test::demo_model_dir();
+            o.decoder_steps = 0;
+            o.zero_terminal_snr = zero;
+            kto::train_demo_model(o);
+            unets.push_back(kto::load_safetensors(o.out_dir + "/unet/diffusion_pytorch_model.safetensors"));
+            const auto cfg = kto::SchedulerConfig::from_file(o.out_dir + "/scheduler/scheduler_config.json");
+            QCOMPARE(cfg.rescale_betas_zero_snr.value_or(!zero), zero);
+            QCOMPARE(QString::fromStdString(cfg.timestep_spacing.value_or("")), zero ? QString("trailing") : QString("leading"));
+            auto ddim = kto::make_scheduler("ddim", cfg);
+            const double last = ddim->alphas_cumprod()[999].item<double>();
+            if (zero) QVERIFY2(last < 1e-12, std::to_string(last).c_str());
+            else QVERIFY(std::abs(std::sqrt(last) - 0.068) < 0.001);  // SD 1.x: 6.8% of the image left at t = 999
+            ddim->set_timesteps(20);
+            QCOMPARE(ddim->timesteps()[0].item<int64_t>(), zero ? int64_t(999) : int64_t(951));
+            const torch::Tensor img = kto::demo_generate(o.out_dir, {"a red circle on a blue background"}, {7}, 3, 5.0);
+            QVERIFY(torch::isfinite(img).all().item<bool>());
+        }
+        bool differs = false;
+        for (const auto& [key, t] : unets[0]) differs = differs || !torch::equal(t, unets[1].at(key));
+        QVERIFY(differs);
     }
 
     // --init-from continues a folder: with no steps the text encoder and UNet come out as they
