@@ -709,7 +709,10 @@ public:
 class DPMSolverMultistep final : public Scheduler {
 public:
     DPMSolverMultistep(const SchedulerConfig& c, bool karras) : karras_(karras) {
-        init_betas(c, false);
+        init_betas(c, true);
+        // As diffusers: close to 0 without being 0, so the first sigma and lambda stay finite.
+        if (c.rescale_betas_zero_snr.value_or(false))
+            alphas_cumprod_[num_train_timesteps_ - 1] = std::pow(2.0, -24);
         r_ = resolve_common(c, "linspace");
         prediction_type_ = r_.prediction_type;
         order_ = c.solver_order.value_or(2);

@@ -178,6 +178,18 @@ private slots:
         QVERIFY(std::abs(ev->alphas_cumprod()[-1].item<double>()) < 1e-6);
         auto y = ev->step(torch::zeros({1, 4, 2, 2}), ev->timesteps()[0].item<double>(), torch::ones({1, 4, 2, 2}));
         QVERIFY(torch::isfinite(y.prev_sample).all().item<bool>());
+        // DPM-Solver++ takes zero-terminal-SNR configs as diffusers does (alphas_cumprod[-1] = 2^-24,
+        // so the first sigma is 4096, not infinite) and samples from t = 999 to a finite result;
+        // PNDM, which diffusers gives no such option, refuses them.
+        auto dz = kto::make_scheduler("dpmpp_2m", v);
+        QCOMPARE(dz->alphas_cumprod()[-1].item<double>(), std::pow(2.0, -24));
+        dz->set_timesteps(10);
+        QCOMPARE(dz->timesteps()[0].item<double>(), 999.0);
+        auto z = torch::randn({1, 4, 4, 4});
+        for (int64_t k = 0; k < dz->timesteps().size(0); ++k)
+            z = dz->step(torch::randn({1, 4, 4, 4}) * 0.1, dz->timesteps()[k].item<double>(), z).prev_sample;
+        QVERIFY(torch::isfinite(z).all().item<bool>());
+        kto::test::expect_error([&] { kto::make_scheduler("pndm", v); }, "rescale_betas_zero_snr");
         // DPM-Solver++ of order 3 runs.
         SchedulerConfig o3 = base_;
         o3.solver_order = 3;
