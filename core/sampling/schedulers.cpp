@@ -967,7 +967,8 @@ void Scheduler::init_betas(const SchedulerConfig& c, bool allow_zero_snr) {
     }
     if (c.rescale_betas_zero_snr.value_or(false)) {
         if (!allow_zero_snr)
-            throw Error(c.source + ": 'rescale_betas_zero_snr' is not supported by this scheduler class");
+            throw Error(c.source + ": 'rescale_betas_zero_snr' is not supported by this scheduler class (diffusers "
+                        "has no such option for it); choose another sampler, such as ddim, euler or dpmpp_2m");
         // Lin et al. 2023, Algorithm 1: shift/scale sqrt(alpha_bar) so the last step has zero SNR.
         auto alphas = 1.0 - betas_;
         auto abs = torch::cumprod(alphas, 0).sqrt();
