@@ -9,7 +9,8 @@
 //               [--unet-steps N] [--unet-batch N] [--unet-lr X] [--unet-lr-floor X]
 //               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-heads N]
 //               [--unet-shape-weight X] [--min-snr-gamma X] [--text-width N] [--text-layers N]
-//               [--two-shape-share X] [--ema-decay X] [--offset-noise X] [--cache-images N] [--prompts N] [--seed N]
+//               [--two-shape-share X] [--ema-decay X] [--offset-noise X] [--zero-terminal-snr 0|1]
+//               [--cache-images N] [--prompts N] [--seed N]
 //
 // Prints "RESULT <out> cfg <g> colour <%> background <%> class <%> size <%> position <%> ... one-shape
 // colours <right>/<n> two-shape both <right>/<n>" lines.
@@ -86,6 +87,10 @@ int main(int argc, char** argv) {
         take("min-snr-gamma", o.min_snr_gamma, as_double);
         take("ema-decay", o.ema_decay, as_double);
         take("offset-noise", o.offset_noise, as_double);
+        take("zero-terminal-snr", o.zero_terminal_snr, [](const std::string& s) {
+            if (s != "0" && s != "1") throw kto::Error("--zero-terminal-snr takes 0 or 1, not '" + s + "'");
+            return s == "1";
+        });
         take("cache-images", o.cache_images, as_int);
         take("seed", o.seed, [](const std::string& s) { return uint64_t(std::stoull(s)); });
         take("prompts", prompts, as_int);
