@@ -138,6 +138,11 @@ torch::Tensor encode_prompts(const CLIPTokenizer& tokenizer, CLIPTextModel& text
     return text->forward(tokens.input_ids.to(device)).last_hidden_state;
 }
 
+// Writes 8-bit RGB pixels (rows of width * 3 bytes) as a PNG file.
+void write_rgb_png(const std::string& path, const uint8_t* rgb, int width, int height) {
+    if (!stbi_write_png(path.c_str(), width, height, 3, rgb, width * 3)) throw Error(path + ": cannot write the PNG");
+}
+
 // Refuses bad decoder refinement options (before any work: train-demo checks them up front too).
 void check_decoder_options(const DemoDecoderOptions& opt) {
     if (opt.steps <= 0 || opt.batch <= 0) throw Error("decoder refinement: steps and batch must be > 0");
@@ -803,8 +808,7 @@ void write_grid_png(const std::string& path, const torch::Tensor& images, int co
             std::copy_n(&img.rgb[size_t(y) * kImageSize * 3], kImageSize * 3,
                         &px[(size_t(oy + y) * w + ox) * 3]);
     }
-    if (!stbi_write_png(path.c_str(), w, h, 3, px.data(), w * 3))
-        throw Error(path + ": cannot write the PNG");
+    write_rgb_png(path, px.data(), w, h);
 }
 
 }  // namespace
@@ -962,8 +966,7 @@ std::vector<DemoAlignRound> align_demo_model(const DemoAlignOptions& opt,
                     const bool liked = f.right(opt.judge_size, opt.judge_position);
                     colour.asked += f.colour.asked, colour.right += f.colour.right;
                     const fs::path png = dir / "images" / (std::to_string(i + k) + ".png");
-                    if (!stbi_write_png(png.string().c_str(), img.width, img.height, 3, img.rgb.data(), img.width * 3))
-                        throw Error(png.string() + ": cannot write the PNG");
+                    write_rgb_png(png.string(), img.rgb.data(), img.width, img.height);
                     records.push_back({png.string(), part[size_t(k)], liked});
                     stats.liked += liked ? 1 : 0;
                 }
