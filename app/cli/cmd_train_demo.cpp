@@ -108,6 +108,9 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--two-shape-share", opt->two_shape_share,
                         "Share of two-shape scenes among the cached UNet training scenes")
              ->capture_default_str();
+         sub.add_flag("--reading-order", opt->reading_order,
+                      "Captions name the two shapes of a scene in reading order (the upper one first; at "
+                      "one height, the left one), so the word order tells the shapes apart");
          sub.add_option("--seed", opt->seed, "Seed of every random choice")->capture_default_str();
          sub.add_option("--ema-decay", opt->ema_decay, "EMA decay of the saved UNet/text weights (0: off)")
              ->capture_default_str();
@@ -226,6 +229,9 @@ kto::cli::CommandRegistrar eval_reg{
          sub.add_option("--sampler", opt->sampler,
                         "Sampler: " + kto::cli::sampler_list() + " (default: the folder's, DDIM)");
          sub.add_option("--seed", opt->seed, "Prompt and noise seed")->capture_default_str();
+         sub.add_flag("--reading-order", opt->reading_order,
+                      "Two-shape prompts name their shapes in reading order, as a model trained with "
+                      "train-demo --reading-order learned");
          sub.add_option("--grid", opt->grid_png, "Write a grid PNG of the first generations");
          auto details = std::make_shared<std::string>();
          sub.add_option("--details", *details,

@@ -153,6 +153,12 @@ Shape place_shape(ShapeClass cls, Colour colour, Size size, Position position, R
     return s;
 }
 
+bool reads_before(const Shape& a, const Shape& b) {
+    const int ay = y_sign(a.position), by = y_sign(b.position);
+    if (ay != by) return ay < by;
+    return x_sign(a.position) < x_sign(b.position);
+}
+
 Scene sample_scene(Rng& rng, const SceneOptions& options) {
     Scene scene;
     if (rng.chance(options.two_shape_probability)) {
@@ -186,6 +192,8 @@ Scene sample_scene(Rng& rng, const SceneOptions& options) {
         if (!used) free.push_back(c);
     }
     scene.background = free[rng.below(static_cast<uint32_t>(free.size()))];
+    if (options.reading_order && scene.shapes.size() == 2 && reads_before(scene.shapes[1], scene.shapes[0]))
+        std::swap(scene.shapes[0], scene.shapes[1]);
     return scene;
 }
 

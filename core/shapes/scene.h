@@ -80,10 +80,18 @@ Shape place_shape(ShapeClass cls, Colour colour, Size size, Position position, R
 
 struct SceneOptions {
     double two_shape_probability = 0.25;  // share of scenes with two shapes
+    // List the two shapes of a scene in reading order (the upper one first; at one height, the left
+    // one), so a caption names them in that order. Otherwise the order is random. Only the order of
+    // Scene::shapes changes: the image and the rest of the random stream stay the same.
+    bool reading_order = false;
 };
 
+// True when `a` comes before `b` in reading order: higher up, or at the same height further left.
+bool reads_before(const Shape& a, const Shape& b);
+
 // A random scene: all attributes uniform; two-shape scenes use opposite positions, sizes small or
-// medium and distinct colours; the background differs from every shape's colour.
+// medium and distinct colours, listed in random or reading order (SceneOptions); the background
+// differs from every shape's colour.
 Scene sample_scene(Rng& rng, const SceneOptions& options = {});
 // The scene of sample number `index` of the stream `seed` (independent of other indices).
 Scene scene_for_index(uint64_t seed, uint64_t index, const SceneOptions& options = {});

@@ -450,6 +450,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     std::vector<Scene> cache_scenes;
     SceneOptions cache_scene_options;
     cache_scene_options.two_shape_probability = opt.two_shape_share;
+    cache_scene_options.reading_order = opt.reading_order;
     torch::Tensor latents;
     torch::Tensor latent_masks;  // [N,1,16,16]: share of shape pixels under each latent cell
     {
@@ -621,6 +622,7 @@ DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
     d.gain_jitter = opt.decoder_gain_jitter;
     d.generated_share = opt.decoder_generated_share;
     d.generated_pool = opt.decoder_generated_pool;
+    d.reading_order = opt.reading_order;
     d.generated_strength = opt.decoder_generated_strength;
     d.generated_loss_pool = opt.decoder_generated_loss_pool;
     d.batch = opt.vae_batch;
@@ -663,13 +665,15 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
         named.p_colour = 1.0;
         named.p_background = 1.0;
         Rng caption_rng(opt.seed + 6, 1);
+        SceneOptions pool_scene_options;
+        pool_scene_options.reading_order = opt.reading_order;
         std::vector<torch::Tensor> parts;
         constexpr int kChunk = 16;
         for (int i = 0; i < opt.generated_pool; i += kChunk) {
             std::vector<Scene> scenes;
             GenerateOptions g;  // the folder's sampler (DDIM), 20 steps, entered at the strength
             for (int k = i; k < std::min(opt.generated_pool, i + kChunk); ++k) {
-                scenes.push_back(scene_for_index(opt.seed + 6, uint64_t(k)));
+                scenes.push_back(scene_for_index(opt.seed + 6, uint64_t(k), pool_scene_options));
                 g.prompts.push_back(sample_caption(scenes.back(), caption_rng, named));
             }
             g.steps = 20;
@@ -782,14 +786,16 @@ struct DemoBundle {
 // Held-out prompts and the scenes they were written from. Every prompt names the shape's colour
 // and the background (what is measured); size and position are named half of the time. Scenes
 // come from their own seed stream.
-std::vector<std::string> eval_prompts(uint64_t seed, int n, std::vector<Scene>* scenes = nullptr) {
+std::vector<std::string> eval_prompts(uint64_t seed, int n, bool reading_order, std::vector<Scene>* scenes = nullptr) {
     CaptionOptions o;
     o.p_colour = 1.0;
     o.p_background = 1.0;
+    SceneOptions so;
+    so.reading_order = reading_order;
     std::vector<std::string> out;
     for (int i = 0; i < n; ++i) {
         Rng rng(seed ^ 0xE7A1ULL, uint64_t(i));
-        const Scene scene = sample_scene(rng);
+        const Scene scene = sample_scene(rng, so);
         out.push_back(sample_caption(scene, rng, o));
         if (scenes) scenes->push_back(scene);
     }
@@ -854,7 +860,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
     DemoBundle bundle(opt.model_dir, opt.device);
     DemoEvalResult r;
     std::vector<Scene> scenes;
-    r.prompts = eval_prompts(opt.seed, opt.prompts, &scenes);
+    r.prompts = eval_prompts(opt.seed, opt.prompts, opt.reading_order, &scenes);
     AttributeScore colour, background, cls, size, position;
     std::map<std::string, int> misses;
     std::vector<torch::Tensor> images;
@@ -947,7 +953,7 @@ std::vector<DemoAlignRound> align_demo_model(const DemoAlignOptions& opt,
         fs::create_directories(dir / "images");
         // Prompts and noise of this round: a stream of their own (demo-eval's is seed 777).
         const uint64_t stream = (opt.seed ^ 0xA116ULL) * 1000003ULL + uint64_t(round);
-        const std::vector<std::string> prompts = eval_prompts(stream, opt.prompts);
+        const std::vector<std::string> prompts = eval_prompts(stream, opt.prompts, false);
         std::vector<TrainRecord> records;
         DemoAlignRound stats;
         AttributeScore colour;

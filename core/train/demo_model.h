@@ -24,6 +24,9 @@ struct DemoTrainOptions {
     int unet_batch = 32;
     int cache_images = 32000;       // distinct scenes encoded once into latents for UNet training
     double two_shape_share = 0.25;  // share of two-shape scenes among them (SceneOptions)
+    // Captions name the two shapes of a scene in reading order (SceneOptions::reading_order), so the
+    // word order tells which shape is which; otherwise in random order.
+    bool reading_order = false;
     double vae_lr = 1e-3;
     double vae_kl_weight = 1e-4;    // weight of the KL term in the VAE loss
     // Extra weight of shape pixels (those not of the background colour) in the VAE loss: shapes
@@ -172,6 +175,7 @@ struct DemoDecoderOptions {
     // The loss of those rows compares pool x pool block means (the re-drawn shapes can sit a few
     // pixels off their source scene's); 1: per pixel.
     int generated_loss_pool = 1;
+    bool reading_order = false;  // the re-drawn scenes' captions name two shapes in reading order
     uint64_t seed = 20261125;
     int threads = 0;
 };
@@ -227,6 +231,9 @@ struct DemoEvalOptions {
     double guidance_rescale = 0.0;  // diffusers' guidance_rescale (0: off, the measure)
     std::string sampler;     // a sampler_names() entry; empty: the folder's scheduler (DDIM)
     uint64_t seed = 777;     // prompt and noise seeds
+    // Two-shape prompts name their shapes in reading order (as a model trained with
+    // DemoTrainOptions::reading_order learned); otherwise in random order.
+    bool reading_order = false;
     int batch = 8;
     std::string grid_png;    // if set, a grid of the first images with their prompts' order
     int grid_columns = 8;

@@ -56,6 +56,42 @@ private slots:
         QVERIFY(two > 350 && two < 650);  // 25% of 2000
     }
 
+    void readingOrderListsUpperThenLeftShapeFirst() {
+        QVERIFY(reads_before(Shape{ShapeClass::Star, Colour::Red, Size::Small, Position::Left},
+                             Shape{ShapeClass::Star, Colour::Blue, Size::Small, Position::Right}));
+        QVERIFY(reads_before(Shape{ShapeClass::Star, Colour::Red, Size::Small, Position::TopRight},
+                             Shape{ShapeClass::Star, Colour::Blue, Size::Small, Position::BottomLeft}));
+        QVERIFY(!reads_before(Shape{ShapeClass::Star, Colour::Red, Size::Small, Position::Bottom},
+                              Shape{ShapeClass::Star, Colour::Blue, Size::Small, Position::Top}));
+        SceneOptions ordered;
+        ordered.reading_order = true;
+        int two = 0, swapped = 0;
+        for (uint64_t i = 0; i < 2000; ++i) {
+            const Scene any = scene_for_index(99, i), read = scene_for_index(99, i, ordered);
+            // Same scene, same image; only the listing (and so the caption's word order) may differ.
+            QCOMPARE(read.background, any.background);
+            QCOMPARE(read.shapes.size(), any.shapes.size());
+            if (any.shapes.size() != 2) {
+                QCOMPARE(read.shapes[0].colour, any.shapes[0].colour);
+                continue;
+            }
+            ++two;
+            QVERIFY(render(read).rgb == render(any).rgb);
+            QVERIFY(reads_before(read.shapes[0], read.shapes[1]));
+            const Shape& upper = read.shapes[0];
+            const Shape& lower = read.shapes[1];
+            QVERIFY(upper.cy < lower.cy - 0.2 || (std::abs(upper.cy - lower.cy) < 0.1 && upper.cx < lower.cx - 0.2));
+            if (any.shapes[0].colour != read.shapes[0].colour) ++swapped;
+            Rng caption_rng(7, i);
+            CaptionOptions all;
+            all.p_colour = all.p_size = all.p_position = all.p_background = 1.0;
+            const std::string caption = sample_caption(read, caption_rng, all);
+            QVERIFY2(caption.find(name(upper.colour)) < caption.find(name(lower.colour)), caption.c_str());
+        }
+        // Without the option, the first-listed shape is the later one in reading order about half the time.
+        QVERIFY2(swapped > two * 4 / 10 && swapped < two * 6 / 10, qPrintable(QString::number(swapped)));
+    }
+
     void renderIsDeterministic() {
         const Scene s = scene_for_index(5, 3);
         const Image a = render(s), b = render(s);

@@ -175,6 +175,60 @@ private slots:
         QVERIFY(differs);
     }
 
+    // --reading-order changes the captions the UNet learns from (two shapes named upper / left one
+    // first), not the scenes: the same seed trains another UNet on the same latents. demo-eval's
+    // --reading-order asks its two-shape prompts in that order; one-shape prompts stay as they were.
+    void readingOrderNamesTheUpperShapeFirst() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        std::vector<kto::TensorMap> unets;
+        for (const bool ordered : {false, true}) {
+            kto::DemoTrainOptions o = toy_options(base + (ordered ? "/ordered" : "/any"));
+            o.vae_steps = 0;
+            o.vae_from = kto::test::demo_model_dir();
+            o.decoder_steps = 0;
+            o.cache_images = 16;
+            o.two_shape_share = 1.0;
+            o.reading_order = ordered;
+            kto::train_demo_model(o);
+            unets.push_back(kto::load_safetensors(o.out_dir + "/unet/diffusion_pytorch_model.safetensors"));
+        }
+        bool differs = false;
+        for (const auto& [key, t] : unets[0]) differs = differs || !torch::equal(t, unets[1].at(key));
+        QVERIFY(differs);
+
+        kto::DemoEvalOptions e = shipped_round_trip(48);
+        const kto::DemoEvalResult any = kto::evaluate_demo_model(e);
+        e.reading_order = true;
+        const kto::DemoEvalResult ordered = kto::evaluate_demo_model(e);
+        QCOMPARE(ordered.prompts.size(), any.prompts.size());
+        int two = 0, reordered = 0, both_placed = 0;
+        for (size_t i = 0; i < any.prompts.size(); ++i) {
+            const auto req = kto::shapes::parse_caption(ordered.prompts[i]);
+            if (req.shapes.size() == 1) {
+                QCOMPARE(ordered.prompts[i], any.prompts[i]);
+                continue;
+            }
+            ++two;
+            reordered += ordered.prompts[i] != any.prompts[i];
+            // The round trip draws the prompt's own scene, so the scorer's blobs say where each shape is.
+            const auto& d = ordered.details[i];
+            const auto& blobs = d.read.shapes;
+            if (d.fidelity.matched.size() == 2 && d.fidelity.matched[0] >= 0 && d.fidelity.matched[1] >= 0 &&
+                d.fidelity.colour.right == 2) {
+                const auto& first = blobs[size_t(d.fidelity.matched[0])];
+                const auto& second = blobs[size_t(d.fidelity.matched[1])];
+                const double dy = (first.y0 + first.y1) - (second.y0 + second.y1);
+                const double dx = (first.x0 + first.x1) - (second.x0 + second.x1);
+                QVERIFY2(dy < -20 || (std::abs(dy) < 12 && dx < -20), ordered.prompts[i].c_str());
+                ++both_placed;
+            }
+        }
+        QVERIFY(two >= 6);
+        QVERIFY(reordered >= 2);
+        QVERIFY(both_placed >= 4);
+    }
+
     // --init-from continues a folder: with no steps the text encoder and UNet come out as they
     // went in (its configs win over the UNet options), with steps they move on from there. The
     // reused VAE keeps its scaling factor though the continued run caches other scenes (all of them
