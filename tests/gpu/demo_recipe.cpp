@@ -10,7 +10,7 @@
 //               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-heads N]
 //               [--unet-shape-weight X] [--min-snr-gamma X] [--text-width N] [--text-layers N]
 //               [--two-shape-share X] [--ema-decay X] [--offset-noise X] [--zero-terminal-snr 0|1]
-//               [--cache-images N] [--prompts N] [--seed N]
+//               [--reading-order 0|1] [--cache-images N] [--prompts N] [--seed N]
 //
 // Prints "RESULT <out> cfg <g> colour <%> background <%> class <%> size <%> position <%> ... one-shape
 // colours <right>/<n> two-shape both <right>/<n>" lines.
@@ -58,6 +58,12 @@ int main(int argc, char** argv) {
     auto as_int = [](const std::string& s) { return std::stoi(s); };
     auto as_double = [](const std::string& s) { return std::stod(s); };
     auto as_string = [](const std::string& s) { return s; };
+    auto as_flag = [](const std::string& name) {
+        return [name](const std::string& s) {
+            if (s != "0" && s != "1") throw kto::Error("--" + name + " takes 0 or 1, not '" + s + "'");
+            return s == "1";
+        };
+    };
     try {
         kto::DemoTrainOptions o;
         std::string device = "cuda";
@@ -87,10 +93,8 @@ int main(int argc, char** argv) {
         take("min-snr-gamma", o.min_snr_gamma, as_double);
         take("ema-decay", o.ema_decay, as_double);
         take("offset-noise", o.offset_noise, as_double);
-        take("zero-terminal-snr", o.zero_terminal_snr, [](const std::string& s) {
-            if (s != "0" && s != "1") throw kto::Error("--zero-terminal-snr takes 0 or 1, not '" + s + "'");
-            return s == "1";
-        });
+        take("zero-terminal-snr", o.zero_terminal_snr, as_flag("zero-terminal-snr"));
+        take("reading-order", o.reading_order, as_flag("reading-order"));
         take("cache-images", o.cache_images, as_int);
         take("seed", o.seed, [](const std::string& s) { return uint64_t(std::stoull(s)); });
         take("prompts", prompts, as_int);
@@ -123,6 +127,7 @@ int main(int argc, char** argv) {
             e.batch = 50;
             e.speed_runs = 0;
             e.threads = o.threads;
+            e.reading_order = o.reading_order;  // prompts in the convention the model learned
             if (cfg == 5.0) e.grid_png = (std::filesystem::path(o.out_dir) / "grid.png").string();
             const kto::DemoEvalResult r = kto::evaluate_demo_model(e);
             // Where the colour misses are: one-shape prompts, and two-shape prompts with both right.
