@@ -2,7 +2,10 @@
 // download): seconds per UNet step at 512x512 with the CFG batch of 2 on CPU fp32, achieved
 // GFLOP/s (UNet FLOPs counted analytically from the config) next to the machine's measured fp32
 // matmul GFLOP/s in the same run, peak RSS of a whole 512x512 generation (text encoder, UNet,
-// VAE decode), and UNet it/s in fp16 when CUDA is available.
+// VAE decode), and UNet it/s in fp16 when CUDA is available. Then the shipped demo model (issue 5:
+// a 64x64 image with 20 steps and CFG in under 0.3 s): its UNet step at the CFG batch of 2 and at
+// batch 1, with one thread and with every core, next to the FLOPs that step does, and whole
+// 20-step generations, so one sees whether the time goes to arithmetic or to per-operator cost.
 //   ctest -L bench -R bench_unet --output-on-failure        (KTO_BENCH_STEPS=N: UNet steps timed)
 // Goals (issue 4): CPU step within 1.5x of the matmul limit; peak RSS < 6 GB.
 #include <QtTest/QtTest>
@@ -16,6 +19,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -200,6 +204,61 @@ private slots:
                     seconds_since(t0), peak_rss_gb());
         QCOMPARE(r.images.size(2), int64_t(512));
         QVERIFY(peak_rss_gb() < 6.0);
+    }
+
+    // The demo model is tiny: at 16x16 latents a UNet step is ~0.8 GFLOP, spread over some 500
+    // operators, so the fixed cost of each operator call matters as much as the arithmetic.
+    void demoModelStep() {
+        const int cores = static_cast<int>(std::thread::hardware_concurrency());
+        kto::configure_torch_threads(cores);
+        torch::NoGradGuard ng;
+        kto::ModelBundle b = kto::ModelBundle::load(kto::test::demo_model_dir());
+        const kto::UNetConfig& ucfg = b.unet->config();
+        const double flops_1 = unet_flops_per_sample(ucfg, 16, 16, 77);  // one sample
+        auto median_ms = [](int n, const std::function<void()>& f) {
+            for (int i = 0; i < 3; ++i) f();
+            std::vector<double> v;
+            for (int i = 0; i < n; ++i) {
+                const auto t0 = Clock::now();
+                f();
+                v.push_back(seconds_since(t0) * 1e3);
+            }
+            std::sort(v.begin(), v.end());
+            return v[v.size() / 2];
+        };
+        torch::manual_seed(0);
+        const auto x = torch::randn({2, 4, 16, 16}), ctx = torch::randn({2, 77, ucfg.cross_attention_dim.back()});
+        const auto t = torch::tensor(int64_t(500));
+        const std::vector<int> thread_counts = cores > 1 ? std::vector<int>{1, cores} : std::vector<int>{1};
+        for (int threads : thread_counts) {
+            kto::configure_torch_threads(threads);
+            const double mm = matmul_gflops(torch::kCPU, torch::kFloat32);
+            // libtorch sends a convolution to oneDNN (mkldnn) or to its own im2col + BLAS by a size
+            // heuristic (a batch of 1 at 16x16 goes to BLAS); "no oneDNN" forces the latter.
+            for (const bool onednn : {true, false}) {
+                at::globalContext().setUserEnabledMkldnn(onednn);
+                for (int64_t batch : {int64_t(2), int64_t(1)}) {
+                    const auto xb = x.slice(0, 0, batch), cb = ctx.slice(0, 0, batch);
+                    const double ms = median_ms(60, [&] { b.unet->forward(xb, t, cb); });
+                    std::printf("BENCH demo unet 16x16 batch %lld, %d thread(s)%s: %.2f ms/step (median of 60), "
+                                "%.2f GFLOP/step, %.1f GFLOP/s (matmul %.1f GFLOP/s)\n",
+                                static_cast<long long>(batch), threads, onednn ? "" : ", no oneDNN", ms,
+                                flops_1 * batch / 1e9, flops_1 * batch / ms / 1e6, mm);
+                }
+            }
+            at::globalContext().setUserEnabledMkldnn(true);
+            kto::GenerateOptions o;
+            o.prompts = {"a large green star at the top left on a white background"};
+            o.cfg = 5;
+            o.width = o.height = 64;
+            for (int steps : {1, 20}) {
+                o.steps = steps;
+                const double ms = median_ms(9, [&] { kto::generate(b, o); });
+                std::printf("BENCH demo 64x64 generation, %d step(s), CFG 5, %d thread(s): %.1f ms (median of 9)%s\n",
+                            steps, threads, ms, steps == 20 ? " (goal, issue 5: < 300 ms)" : "");
+            }
+        }
+        kto::configure_torch_threads(cores);
     }
 
     void cudaFp16() {
