@@ -206,8 +206,8 @@ private slots:
         QVERIFY(peak_rss_gb() < 6.0);
     }
 
-    // The demo model is tiny: at 16x16 latents a UNet step is ~0.8 GFLOP, spread over some 500
-    // operators, so the fixed cost of each operator call matters as much as the arithmetic.
+    // The demo model is tiny: at 16x16 latents a UNet step is ~0.8 GFLOP, spread over hundreds of
+    // operator calls, so the fixed cost of each call weighs about as much as the arithmetic.
     void demoModelStep() {
         const int cores = static_cast<int>(std::thread::hardware_concurrency());
         kto::configure_torch_threads(cores);
