@@ -78,6 +78,10 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--unet-shape-weight", opt->unet_shape_weight,
                         "Extra diffusion-loss weight of latent cells that hold a shape")
              ->capture_default_str();
+         sub.add_option("--attention-loss-weight", opt->attention_loss_weight,
+                        "Weight of token-level attention supervision (TokenCompose): each named shape's size, "
+                        "colour and class tokens should draw the attention of the shape's own cells (0: off)")
+             ->capture_default_str();
          sub.add_option("--vae-lr", opt->vae_lr, "VAE learning rate (cosine decay to 0)")->capture_default_str();
          sub.add_option("--unet-lr", opt->unet_lr, "Text encoder + UNet peak learning rate")->capture_default_str();
          sub.add_option("--unet-lr-floor", opt->unet_lr_floor,
@@ -202,8 +206,10 @@ kto::cli::CommandRegistrar train_reg{
              kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
                  const bool phase_end = p.step == p.total;
                  if (p.phase != last_phase || phase_end || p.step % 25 == 0) {
-                     std::fprintf(stderr, "\r%-7s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step,
-                                  p.total, p.loss, p.elapsed_s);
+                     std::fprintf(stderr, "\r%-7s %6d/%-6d loss %.4f", p.phase.c_str(), p.step, p.total, p.loss);
+                     if (opt->attention_loss_weight > 0 && p.phase == "unet")
+                         std::fprintf(stderr, " attention %.4f", p.attention_loss);
+                     std::fprintf(stderr, "  %6.0f s", p.elapsed_s);
                      if (phase_end) std::fprintf(stderr, "\n");
                      std::fflush(stderr);
                  }

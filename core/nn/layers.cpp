@@ -162,6 +162,19 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
     auto q = to_q->forward(x);
     auto k = to_k->forward(ctx);
     auto v = to_v->forward(ctx);
+    if (probe && context.defined()) {
+        const int64_t b = q.size(0), nq = q.size(1), nk = k.size(1), inner = q.size(2), d = inner / heads;
+        const auto dtype = q.scalar_type();
+        auto to4 = [&](const torch::Tensor& t, int64_t n) {
+            return t.reshape({b, n, heads, d}).transpose(1, 2).to(torch::kFloat32);
+        };
+        const auto probs = torch::matmul(to4(q, nq), to4(k, nk).transpose(-1, -2))
+                               .mul(1.0 / std::sqrt(double(d)))
+                               .softmax(-1);  // [b, heads, nq, nk]
+        probe->push_back(probs.mean(1));
+        auto h = torch::matmul(probs, to4(v, nk)).transpose(1, 2).reshape({b, nq, inner}).to(dtype);
+        return to_out0->forward(h);
+    }
     auto h = multi_head_attention(q, k, v, heads, upcast_attention, false);
     return to_out0->forward(h);
 }

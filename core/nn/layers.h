@@ -29,6 +29,11 @@ struct ModuleOptions {
 // Named intermediate activations a forward pass records on request (parity debugging).
 using ActivationTrace = std::map<std::string, torch::Tensor>;
 
+// Cross-attention maps a forward pass records on request (attention supervision in training): each
+// cross-attention layer it is attached to appends its attention probabilities averaged over heads,
+// [B, queries, keys], with their autograd history.
+using AttentionProbe = std::vector<torch::Tensor>;
+
 // A change added to a Linear layer's output at forward time (LoRA); see core/nn/lora.h.
 class LinearDelta {
 public:
@@ -105,6 +110,9 @@ public:
 
     int64_t heads;
     bool upcast_attention;
+    // If set, a cross-attention forward computes its probabilities explicitly (no fused kernel) and
+    // appends their mean over heads here (AttentionProbe).
+    AttentionProbe* probe = nullptr;
     Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr}, to_out0{nullptr};
 };
 TORCH_MODULE(Attention);

@@ -302,10 +302,23 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const UNetConfig& c, const Mo
 }
 
 void UNet2DConditionModelImpl::set_gradient_checkpointing(bool on) {
+    if (on && probing_) throw Error("UNet: gradient checkpointing with an attention probe attached");
     gradient_checkpointing_ = on;
     for (auto& b : down_blocks) b->checkpointing = on;
     mid_block->checkpointing = on;
     for (auto& b : up_blocks) b->checkpointing = on;
+}
+
+void UNet2DConditionModelImpl::set_attention_probe(AttentionProbe* probe) {
+    if (probe && gradient_checkpointing_) throw Error("UNet: an attention probe with gradient checkpointing on");
+    probing_ = probe != nullptr;
+    auto attach = [probe](std::vector<Transformer2DModel>& transformers) {
+        for (auto& t : transformers)
+            for (auto& block : t->blocks) block->attn2->probe = probe;
+    };
+    for (auto& b : down_blocks) attach(b->attentions);
+    attach(mid_block->attentions);
+    for (auto& b : up_blocks) attach(b->attentions);
 }
 
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample, const torch::Tensor& timestep,

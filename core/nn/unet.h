@@ -110,6 +110,11 @@ public:
 
     const UNetConfig& config() const { return config_; }
 
+    // Attaches `probe` to every cross-attention layer (attn2 of each transformer block), so that
+    // each forward appends their maps in block order (down, mid, up); nullptr detaches. Not with
+    // gradient checkpointing (its recomputation would record the maps twice, without history).
+    void set_attention_probe(AttentionProbe* probe);
+
     Conv2d conv_in{nullptr};
     Linear time_linear_1{nullptr}, time_linear_2{nullptr};
     std::vector<UNetDownBlock> down_blocks;
@@ -124,6 +129,7 @@ private:
 
     UNetConfig config_;
     bool gradient_checkpointing_ = false;
+    bool probing_ = false;
 };
 TORCH_MODULE(UNet2DConditionModel);
 

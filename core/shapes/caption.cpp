@@ -45,25 +45,51 @@ std::string where_phrase(Position p) {
 
 }  // namespace
 
-std::string format_caption(const PromptRequest& request) {
+namespace {
+
+// The caption's words in order; `spans` (if given) gets each shape's attribute-word indices.
+std::vector<std::string> caption_word_list(const PromptRequest& request, std::vector<std::vector<int>>* spans) {
     if (request.shapes.empty()) throw Error("format_caption: a caption needs at least one shape");
-    std::string out;
+    std::vector<std::string> out;
+    auto add_phrase = [&out](const std::string& phrase) {
+        std::istringstream in(phrase);
+        for (std::string w; in >> w;) out.push_back(w);
+    };
     for (size_t i = 0; i < request.shapes.size(); ++i) {
         const ShapeRequest& s = request.shapes[i];
         std::vector<std::string> words;
         if (s.size) words.push_back(name(*s.size));
         if (s.colour) words.push_back(name(*s.colour));
         words.push_back(name(s.cls));
-        if (i > 0) out += " and ";
-        out += article_for(words.front());
-        for (const auto& w : words) out += " " + w;
-        if (s.position) out += " " + where_phrase(*s.position);
+        if (i > 0) out.push_back("and");
+        out.push_back(article_for(words.front()));
+        std::vector<int> span;
+        for (const auto& w : words) {
+            span.push_back(int(out.size()));
+            out.push_back(w);
+        }
+        if (spans) spans->push_back(std::move(span));
+        if (s.position) add_phrase(where_phrase(*s.position));
     }
     if (request.background) {
         const std::string c = name(*request.background);
-        out += " on " + article_for(c) + " " + c + " background";
+        add_phrase("on " + article_for(c) + " " + c + " background");
     }
     return out;
+}
+
+}  // namespace
+
+std::string format_caption(const PromptRequest& request) {
+    std::string text;
+    for (const auto& w : caption_word_list(request, nullptr)) text += (text.empty() ? "" : " ") + w;
+    return text;
+}
+
+std::vector<std::vector<int>> shape_attribute_words(const PromptRequest& request) {
+    std::vector<std::vector<int>> spans;
+    caption_word_list(request, &spans);
+    return spans;
 }
 
 std::string sample_caption(const Scene& scene, Rng& rng, const CaptionOptions& options) {

@@ -47,6 +47,11 @@ PromptRequest sample_request(const Scene& scene, Rng& rng, const CaptionOptions&
 PromptRequest full_request(const Scene& scene);
 // English text of a request, following the grammar above.
 std::string format_caption(const PromptRequest& request);
+// Where each shape's attribute words stand in format_caption(request): for shape i, the indices
+// (0-based, among the caption's space-separated words) of its size, colour and class words, in that
+// order, those the request names. With a tokenizer that makes every caption word one token (the
+// demo vocabulary), word w is token w + 1 (after the start token).
+std::vector<std::vector<int>> shape_attribute_words(const PromptRequest& request);
 // A random caption of `scene` (sample_request + format_caption).
 std::string sample_caption(const Scene& scene, Rng& rng, const CaptionOptions& options = {});
 

@@ -169,6 +169,71 @@ ObjectiveKind check_align_options(const DemoAlignOptions& opt) {
 
 }  // namespace
 
+torch::Tensor shape_cells(const Shape& shape, int r) {
+    if (r <= 0) throw Error("shape_cells: the grid needs at least one cell");
+    constexpr int kSub = 4;
+    std::vector<float> cells(size_t(r) * size_t(r), 0.0f);
+    for (int i = 0; i < r; ++i)
+        for (int j = 0; j < r; ++j) {
+            bool touched = false;
+            for (int sy = 0; sy < kSub && !touched; ++sy)
+                for (int sx = 0; sx < kSub && !touched; ++sx)
+                    touched = shape_contains(shape, (j + (sx + 0.5) / kSub) / r, (i + (sy + 0.5) / kSub) / r);
+            cells[size_t(i) * size_t(r) + size_t(j)] = touched ? 1.0f : 0.0f;
+        }
+    return torch::tensor(cells);
+}
+
+torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps, const std::vector<Scene>& scenes,
+                                         const std::vector<std::optional<PromptRequest>>& requests) {
+    if (scenes.size() != requests.size())
+        throw Error("shape_token_attention_loss: " + std::to_string(scenes.size()) + " scenes but " +
+                    std::to_string(requests.size()) + " requests");
+    // Every supervised (row, shape, token).
+    std::vector<int64_t> rows, tokens;
+    std::vector<const Shape*> shapes_of;
+    for (size_t b = 0; b < requests.size(); ++b) {
+        if (!requests[b]) continue;
+        const auto spans = shape_attribute_words(*requests[b]);
+        if (spans.size() != scenes[b].shapes.size())
+            throw Error("shape_token_attention_loss: row " + std::to_string(b) + " names " +
+                        std::to_string(spans.size()) + " shapes, its scene has " +
+                        std::to_string(scenes[b].shapes.size()));
+        for (size_t i = 0; i < spans.size(); ++i)
+            for (int w : spans[i]) {
+                rows.push_back(int64_t(b));
+                tokens.push_back(w + 1);
+                shapes_of.push_back(&scenes[b].shapes[i]);
+            }
+    }
+    if (maps.empty()) throw Error("shape_token_attention_loss: no attention maps (is the probe attached?)");
+    if (rows.empty()) return torch::zeros({}, maps.front().options());
+    std::map<int64_t, torch::Tensor> masks;  // per grid side: [n, r*r]
+    torch::Tensor total;
+    for (const auto& a : maps) {
+        const int64_t batch = a.size(0), q = a.size(1), k = a.size(2);
+        const auto r = int64_t(std::lround(std::sqrt(double(q))));
+        if (a.dim() != 3 || batch != int64_t(requests.size()) || r * r != q)
+            throw Error("shape_token_attention_loss: an attention map of shape " + std::string(c10::str(a.sizes())) +
+                        " is not [" + std::to_string(requests.size()) + ", r*r, tokens]");
+        auto& mask = masks[r];
+        if (!mask.defined()) {
+            std::vector<torch::Tensor> m;
+            for (const Shape* s : shapes_of) m.push_back(shape_cells(*s, int(r)));
+            mask = torch::stack(m).to(a.device());
+        }
+        for (int64_t t : tokens)
+            if (t >= k) throw Error("shape_token_attention_loss: a caption is longer than the attention's " +
+                                    std::to_string(k) + " tokens");
+        const torch::Tensor flat = torch::tensor(rows) * k + torch::tensor(tokens);
+        const torch::Tensor sel = a.transpose(1, 2).reshape({batch * k, q}).index_select(0, flat.to(a.device()));
+        const torch::Tensor share = (sel * mask).sum(1) / sel.sum(1).clamp_min(1e-12);
+        const torch::Tensor l = (1.0 - share).pow(2).mean();
+        total = total.defined() ? total + l : l;
+    }
+    return total / double(maps.size());
+}
+
 torch::Tensor demo_palette_codes(double radius) {
     // Axis and sign per colour, in kAllColours order (red, orange, yellow, green, blue, purple,
     // white, black).
@@ -352,6 +417,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (opt.vae_palette_weight < 0) throw Error("train-demo: --vae-palette-weight must be >= 0");
     if (!(opt.vae_palette_radius > 0)) throw Error("train-demo: --vae-palette-radius must be > 0");
     if (opt.unet_shape_weight < 0) throw Error("train-demo: --unet-shape-weight must be >= 0");
+    if (opt.attention_loss_weight < 0) throw Error("train-demo: --attention-loss-weight must be >= 0 (0: off)");
     if (!(opt.two_shape_share >= 0 && opt.two_shape_share <= 1))
         throw Error("train-demo: --two-shape-share must be in [0, 1]");
     if (opt.unet_channels.empty() || opt.unet_channels.size() > 3 ||
@@ -384,8 +450,8 @@ void train_demo_model(const DemoTrainOptions& opt,
     configure_torch_threads(opt.threads);
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
-    auto report = [&](const std::string& phase, int step, int total, double loss) {
-        if (progress && !progress({phase, step, total, loss, seconds_since(t0)})) throw Cancelled();
+    auto report = [&](const std::string& phase, int step, int total, double loss, double attention_loss = 0) {
+        if (progress && !progress({phase, step, total, loss, seconds_since(t0), attention_loss})) throw Cancelled();
     };
     const fs::path out(opt.out_dir);
     fs::create_directories(out);
@@ -532,14 +598,27 @@ void train_demo_model(const DemoTrainOptions& opt,
         Rng rng(opt.seed, 3);
         double ema = 0;
         const int warmup = std::min(200, std::max(1, opt.unet_steps / 10));
+        const bool attend = opt.attention_loss_weight > 0;
+        AttentionProbe attention_maps;
+        if (attend) unet->set_attention_probe(&attention_maps);
+        double attention_ema = 0;
         for (int step = 0; step < opt.unet_steps; ++step) {
             std::vector<int64_t> idx;
             std::vector<std::string> captions;
+            std::vector<Scene> batch_scenes;
+            std::vector<std::optional<PromptRequest>> requests;
             for (int i = 0; i < opt.unet_batch; ++i) {
                 const uint32_t k = rng.below(uint32_t(cache_scenes.size()));
                 idx.push_back(k);
-                captions.push_back(rng.chance(opt.caption_dropout) ? std::string()
-                                                                   : sample_caption(cache_scenes[k], rng));
+                // sample_caption's draws exactly, keeping the request for the attention loss.
+                if (rng.chance(opt.caption_dropout)) {
+                    captions.emplace_back();
+                    requests.emplace_back();
+                } else {
+                    requests.push_back(sample_request(cache_scenes[k], rng));
+                    captions.push_back(format_caption(*requests.back()));
+                }
+                if (attend) batch_scenes.push_back(cache_scenes[k]);
             }
             const torch::Tensor rows = torch::tensor(idx).to(dev);
             const torch::Tensor x0 = latents.index_select(0, rows);
@@ -550,7 +629,19 @@ void train_demo_model(const DemoTrainOptions& opt,
             noise = noise.to(dev);
             const torch::Tensor a = acp.index_select(0, t).view({-1, 1, 1, 1});
             const torch::Tensor xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
+            if (attend) {
+                // The loss reads word w as token w + 1: each caption must tokenize one token per word.
+                const auto tok = tokenizer.encode(captions);
+                const torch::Tensor lengths = tok.attention_mask.sum(1);
+                for (size_t i = 0; i < captions.size(); ++i) {
+                    const auto words = captions[i].empty() ? 0 : std::count(captions[i].begin(), captions[i].end(), ' ') + 1;
+                    if (lengths[int64_t(i)].item<int64_t>() != int64_t(words) + 2)
+                        throw Error("train-demo: --attention-loss-weight needs one token per caption word, but \"" +
+                                    captions[i] + "\" tokenizes otherwise");
+                }
+            }
             const torch::Tensor ctx = encode_prompts(tokenizer, text, captions, dev);
+            attention_maps.clear();
             const torch::Tensor pred = unet->forward(xt, t, ctx);
             const torch::Tensor target =
                 v_prediction ? a.sqrt() * noise - (1.0 - a).sqrt() * x0 : noise;
@@ -562,8 +653,16 @@ void train_demo_model(const DemoTrainOptions& opt,
             const torch::Tensor loss = shape_weighted_mean(err,
                                                            latent_masks.index_select(0, rows),
                                                            opt.unet_shape_weight);
+            torch::Tensor objective = loss;
+            if (attend) {
+                const torch::Tensor attention_loss =
+                    shape_token_attention_loss(attention_maps, batch_scenes, requests);
+                objective = loss + opt.attention_loss_weight * attention_loss;
+                const double a_now = attention_loss.item<double>();
+                attention_ema = step == 0 ? a_now : 0.98 * attention_ema + 0.02 * a_now;
+            }
             adam.zero_grad();
-            loss.backward();
+            objective.backward();
             torch::nn::utils::clip_grad_norm_(params, 1.0);
             const double warm = std::min(1.0, double(step + 1) / warmup);
             const double cosine = 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.unet_steps)));
@@ -576,8 +675,10 @@ void train_demo_model(const DemoTrainOptions& opt,
                 for (size_t i = 0; i < params.size(); ++i) ema_params[i].mul_(d).add_(params[i].detach(), 1.0 - d);
             }
             ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
-            report("unet", step + 1, opt.unet_steps, ema);
+            report("unet", step + 1, opt.unet_steps, ema, attention_ema);
         }
+        attention_maps.clear();
+        unet->set_attention_probe(nullptr);
         torch::NoGradGuard no_grad;
         if (opt.ema_decay > 0)
             for (size_t i = 0; i < params.size(); ++i) params[i].copy_(ema_params[i]);

@@ -5,6 +5,7 @@
 // Thread-safety: each call owns its models; run one training at a time per output folder.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "core/shapes/caption.h"
 #include "core/shapes/scorer.h"
 
 namespace kto {
@@ -59,6 +61,11 @@ struct DemoTrainOptions {
     int text_layers = 2;
     // Extra weight of the latent cells that hold a shape in the diffusion loss (as vae_shape_weight).
     double unet_shape_weight = 0;
+    // Weight of token-level attention supervision in the text encoder + UNet phase
+    // (shape_token_attention_loss): each named shape's size, colour and class tokens should draw the
+    // cross-attention of the shape's own cells, so that in a two-shape caption each shape takes its
+    // own colour. 0: off (the diffusion loss alone).
+    double attention_loss_weight = 0;
     // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
     // min(SNR, gamma) / (SNR + 1) for v (/ SNR for epsilon), so the easy low-noise steps do not
     // dominate. 0: off (every timestep weighs 1).
@@ -125,7 +132,26 @@ struct DemoProgress {
     int total = 0;
     double loss = 0;
     double elapsed_s = 0;
+    // "unet" phase with DemoTrainOptions::attention_loss_weight > 0: the attention loss (an EMA as
+    // `loss`, which stays the diffusion loss alone).
+    double attention_loss = 0;
 };
+
+// Which of an r x r grid's cells (row-major, y down, as a UNet flattens a feature map for attention)
+// the shape touches: 1 where any of 4x4 sub-samples per cell lies inside it, else 0. [r * r] float32.
+torch::Tensor shape_cells(const shapes::Shape& shape, int r);
+
+// Token-level attention supervision (TokenCompose: Wang et al. 2024, "TokenCompose: Text-to-Image
+// Diffusion with Token-level Supervision"), with the renderer's exact shapes as the masks. For each
+// cross-attention map [B, r*r, K] in `maps` (AttentionProbe), each batch row b with a request, each
+// shape i of that request and each of its attribute words w (shapes::shape_attribute_words, token
+// w + 1): the share of token w + 1's attention mass, summed over the cells, that lies on the cells
+// shape i touches (shape_cells) should be 1. Returns the mean of (1 - share)^2 over all of them, a
+// scalar that is differentiable in the maps; 0 when no row has a request. requests[b] empty: row b
+// is not supervised (a dropped caption). Row b's request names the shapes of scenes[b] in order.
+torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps,
+                                         const std::vector<shapes::Scene>& scenes,
+                                         const std::vector<std::optional<shapes::PromptRequest>>& requests);
 
 // The fixed latent codes of the palette's plain colours, [8, 4] in kAllColours order, for
 // DemoTrainOptions::vae_palette_weight: white / black +-e0, yellow / blue +-e1, red / green +-e2,

@@ -8,7 +8,7 @@
 //               [--vae-kl-weight X] [--vae-palette-weight X] [--decoder-steps N] [--decoder-gain-jitter X]
 //               [--unet-steps N] [--unet-batch N] [--unet-lr X] [--unet-lr-floor X]
 //               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-heads N]
-//               [--unet-shape-weight X] [--min-snr-gamma X] [--text-width N] [--text-layers N]
+//               [--unet-shape-weight X] [--attention-loss-weight X] [--min-snr-gamma X] [--text-width N] [--text-layers N]
 //               [--two-shape-share X] [--ema-decay X] [--offset-noise X] [--zero-terminal-snr 0|1]
 //               [--reading-order 0|1] [--cache-images N] [--prompts N] [--seed N]
 //
@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
         take("text-layers", o.text_layers, as_int);
         take("two-shape-share", o.two_shape_share, as_double);
         take("unet-shape-weight", o.unet_shape_weight, as_double);
+        take("attention-loss-weight", o.attention_loss_weight, as_double);
         take("min-snr-gamma", o.min_snr_gamma, as_double);
         take("ema-decay", o.ema_decay, as_double);
         take("offset-noise", o.offset_noise, as_double);
@@ -111,8 +112,8 @@ int main(int argc, char** argv) {
         std::string last;
         kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
             if (p.phase != last || p.step == p.total || p.step % 1000 == 0)
-                std::printf("%s %s %d/%d loss %.4f %.0f s\n", o.out_dir.c_str(), p.phase.c_str(), p.step, p.total,
-                            p.loss, p.elapsed_s);
+                std::printf("%s %s %d/%d loss %.4f attention %.4f %.0f s\n", o.out_dir.c_str(), p.phase.c_str(),
+                            p.step, p.total, p.loss, p.attention_loss, p.elapsed_s);
             std::fflush(stdout);
             last = p.phase;
             return true;

@@ -156,6 +156,51 @@ private slots:
         QVERIFY(parse_caption("a circle in the center").shapes[0].position == Position::Centre);
     }
 
+    // shape_attribute_words points at each shape's size, colour and class words, in that order and
+    // only those the request names, for every shape of every caption form (the attention loss reads
+    // token w + 1 as word w).
+    void shapeAttributeWordsPointAtTheNamedWords() {
+        int two = 0, positioned = 0;
+        SceneOptions both;
+        both.two_shape_probability = 0.5;
+        for (uint64_t i = 0; i < 2000; ++i) {
+            Rng rng(29, i);
+            const Scene scene = sample_scene(rng, both);
+            const PromptRequest req = sample_request(scene, rng);
+            std::vector<std::string> words;
+            std::istringstream in(format_caption(req));
+            for (std::string w; in >> w;) words.push_back(w);
+            const auto spans = shape_attribute_words(req);
+            QCOMPARE(spans.size(), req.shapes.size());
+            two += req.shapes.size() == 2;
+            for (size_t k = 0; k < spans.size(); ++k) {
+                const ShapeRequest& s = req.shapes[k];
+                std::vector<std::string> expected;
+                if (s.size) expected.push_back(name(*s.size));
+                if (s.colour) expected.push_back(name(*s.colour));
+                expected.push_back(name(s.cls));
+                positioned += bool(s.position);
+                QCOMPARE(spans[k].size(), expected.size());
+                for (size_t j = 0; j < expected.size(); ++j) {
+                    QVERIFY(spans[k][j] >= 0 && size_t(spans[k][j]) < words.size());
+                    QCOMPARE(words[size_t(spans[k][j])], expected[j]);
+                    if (j > 0) QCOMPARE(spans[k][j], spans[k][j - 1] + 1);  // adjacent words
+                }
+                // The second shape's words come after "and", past every word of the first.
+                if (k == 1) {
+                    QVERIFY(spans[1].front() > spans[0].back());
+                    QCOMPARE(words[size_t(spans[1].front()) - 2], std::string("and"));
+                }
+            }
+        }
+        QVERIFY(two > 800);
+        QVERIFY(positioned > 800);
+        const auto spans = shape_attribute_words(
+            parse_caption("a large green star at the top left and an orange circle on a white background"));
+        QCOMPARE(spans, (std::vector<std::vector<int>>{{1, 2, 3}, {10, 11}}));
+        QVERIFY_EXCEPTION_THROWN(shape_attribute_words(PromptRequest{}), kto::Error);
+    }
+
     void captionsOmitAttributesSometimes() {
         int with_colour = 0, with_size = 0, with_bg = 0;
         for (uint64_t i = 0; i < 2000; ++i) {

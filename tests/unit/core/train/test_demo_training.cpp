@@ -5,14 +5,17 @@
 #include <QtTest>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "core/common/error.h"
 #include "core/io/model_folder.h"
 #include "core/io/safetensors.h"
+#include "core/nn/unet.h"
 #include "core/nn/vae.h"
 #include "core/sampling/scheduler.h"
 #include "core/sampling/scheduler_config.h"
@@ -129,6 +132,7 @@ private slots:
         refused([](auto& o) { o.vae_width = 12; }, "--vae-width");
         refused([](auto& o) { o.vae_shape_weight = -1; }, "--vae-shape-weight");
         refused([](auto& o) { o.unet_shape_weight = -0.5; }, "--unet-shape-weight");
+        refused([](auto& o) { o.attention_loss_weight = -0.1; }, "--attention-loss-weight");
         refused([](auto& o) { o.vae_kl_weight = -1e-6; }, "--vae-kl-weight");
         refused([](auto& o) { o.vae_palette_weight = -1; }, "--vae-palette-weight");
         refused([](auto& o) { o.vae_palette_radius = 0; }, "--vae-palette-radius");
@@ -233,6 +237,155 @@ private slots:
         QVERIFY(two >= 6);
         QVERIFY(reordered >= 2);
         QVERIFY(both_placed >= 4);
+    }
+
+    // shape_cells marks the cells a shape touches: every cell whose centre lies inside, none far
+    // from the shape.
+    void shapeCellsMarkWhereTheShapeIs() {
+        kto::shapes::Shape medium;  // a medium circle in the middle: x and y from 0.33 to 0.67
+        medium.cls = kto::shapes::ShapeClass::Circle;
+        medium.extent = 0.17;
+        const torch::Tensor c4 = kto::shape_cells(medium, 4);
+        QCOMPARE(c4.sizes().vec(), (std::vector<int64_t>{16}));
+        for (int i : {5, 6, 9, 10}) QCOMPARE(c4[i].item<float>(), 1.0f);  // the middle 2x2, and nothing else
+        QCOMPARE(c4.sum().item<float>(), 4.0f);
+        kto::shapes::Rng jitter(5);
+        const auto small = kto::shapes::place_shape(kto::shapes::ShapeClass::Circle, kto::shapes::Colour::Blue,
+                                                    kto::shapes::Size::Small, kto::shapes::Position::TopLeft, jitter);
+        const torch::Tensor c8 = kto::shape_cells(small, 8);
+        QVERIFY(c8.sum().item<float>() >= 1 && c8.sum().item<float>() <= 9);
+        for (int i = 0; i < 8; ++i)
+            for (int j = 0; j < 8; ++j) {
+                const bool centre_inside = kto::shapes::shape_contains(small, (j + 0.5) / 8, (i + 0.5) / 8);
+                if (centre_inside) QCOMPARE(c8[i * 8 + j].item<float>(), 1.0f);
+                if (i >= 4 || j >= 4) QCOMPARE(c8[i * 8 + j].item<float>(), 0.0f);  // far from the top left
+            }
+        kto::test::expect_error([&] { kto::shape_cells(medium, 0); }, "cell");
+    }
+
+    // The attention loss is 0 when each shape's tokens attend to that shape's cells only, 1 when
+    // they attend to the other shape's, (1 - share)^2 in between; rows without a request (dropped
+    // captions) and tokens no shape names do not count; its gradient reaches exactly the
+    // supervised tokens' columns.
+    void attentionLossRewardsTokensOnTheirShape() {
+        kto::shapes::SceneOptions two;
+        two.two_shape_probability = 1.0;
+        const kto::shapes::Scene scene = kto::shapes::scene_for_index(11, 3, two);
+        QCOMPARE(int(scene.shapes.size()), 2);
+        const auto request = kto::shapes::full_request(scene);
+        const auto spans = kto::shapes::shape_attribute_words(request);
+        const std::vector<kto::shapes::Scene> scenes{scene, scene};
+        const std::vector<std::optional<kto::shapes::PromptRequest>> requests{request, std::nullopt};
+        const int r = 8, k = 77;
+        const torch::Tensor cells0 = kto::shape_cells(scene.shapes[0], r), cells1 = kto::shape_cells(scene.shapes[1], r);
+        QCOMPARE((cells0 * cells1).sum().item<float>(), 0.0f);  // apart at this grid
+        auto map_with = [&](bool swapped) {
+            torch::Tensor a = torch::full({2, r * r, k}, 1.0 / k);
+            for (size_t i = 0; i < spans.size(); ++i)
+                for (int w : spans[i]) a.select(2, w + 1).select(0, 0).copy_((i == 0) != swapped ? cells0 : cells1);
+            return a;
+        };
+        auto loss = [&](const torch::Tensor& a) {
+            return kto::shape_token_attention_loss({a}, scenes, requests).item<double>();
+        };
+        QCOMPARE(loss(map_with(false)), 0.0);
+        QCOMPARE(loss(map_with(true)), 1.0);
+        // Uniform attention: each token's share is its shape's cell count over all cells.
+        const double s0 = cells0.sum().item<double>() / (r * r), s1 = cells1.sum().item<double>() / (r * r);
+        const double n0 = double(spans[0].size()), n1 = double(spans[1].size());
+        const double uniform = (n0 * std::pow(1 - s0, 2) + n1 * std::pow(1 - s1, 2)) / (n0 + n1);
+        QVERIFY(std::abs(loss(torch::full({2, r * r, k}, 1.0 / k)) - uniform) < 1e-6);
+        // Row 1 has no request: what it attends to does not matter. Two maps: their mean.
+        torch::Tensor other = map_with(false);
+        other[1].uniform_();
+        QCOMPARE(loss(other), 0.0);
+        const double two_maps = kto::shape_token_attention_loss({map_with(false), map_with(true)}, scenes, requests).item<double>();
+        QVERIFY(std::abs(two_maps - 0.5) < 1e-9);
+        // Gradient: only row 0's supervised token columns.
+        torch::Tensor a = torch::full({2, r * r, k}, 1.0 / k).requires_grad_(true);
+        kto::shape_token_attention_loss({a}, scenes, requests).backward();
+        const torch::Tensor per_token = a.grad().abs().sum(1);  // [2, k]
+        QCOMPARE(per_token[1].sum().item<float>(), 0.0f);
+        std::set<int> supervised;
+        for (const auto& span : spans)
+            for (int w : span) supervised.insert(w + 1);
+        for (int t = 0; t < k; ++t) QCOMPARE(per_token[0][t].item<float>() > 0, supervised.count(t) == 1);
+        // No supervised row: 0. Wrong inputs: errors that say what is wrong.
+        QCOMPARE(kto::shape_token_attention_loss({a}, scenes, {std::nullopt, std::nullopt}).item<double>(), 0.0);
+        kto::test::expect_error([&] { kto::shape_token_attention_loss({a}, {scene}, requests); }, "2 requests");
+        kto::test::expect_error([&] { kto::shape_token_attention_loss({torch::zeros({2, 60, k})}, scenes, requests); },
+                                "r*r");
+        kto::test::expect_error([&] { kto::shape_token_attention_loss({}, scenes, requests); }, "no attention maps");
+        kto::shapes::Scene first_only = scene;
+        first_only.shapes.pop_back();
+        kto::test::expect_error([&] { kto::shape_token_attention_loss({a}, {first_only, scene}, requests); },
+                                "names 2 shapes, its scene has 1");
+    }
+
+    // An attention probe on the shipped UNet records one map per cross-attention layer, [B, cells,
+    // 77], each query's row a distribution over the tokens, with autograd history back to the text
+    // side; the prediction is what it is without the probe. Not with gradient checkpointing.
+    void attentionProbeRecordsEveryCrossAttentionMap() {
+        auto unet = kto::load_unet(kto::test::demo_model_dir() + "/unet");
+        torch::manual_seed(3);
+        const torch::Tensor x = torch::randn({2, 4, 16, 16});
+        const torch::Tensor t = torch::tensor({999, 400});
+        const int64_t width = unet->config().cross_attention_dim.front();
+        const torch::Tensor ctx = torch::randn({2, 77, width}).requires_grad_(true);
+        const torch::Tensor plain = unet->forward(x, t, ctx.detach());
+        kto::AttentionProbe probe;
+        unet->set_attention_probe(&probe);
+        const torch::Tensor probed = unet->forward(x, t, ctx);
+        QVERIFY(torch::allclose(probed, plain, 1e-5, 1e-5));
+        int64_t layers = 0;
+        for (const auto& b : unet->down_blocks) layers += int64_t(b->attentions.size());
+        layers += int64_t(unet->mid_block->attentions.size());
+        for (const auto& b : unet->up_blocks) layers += int64_t(b->attentions.size());
+        QVERIFY(layers > 0);
+        QCOMPARE(int64_t(probe.size()), layers);
+        std::set<int64_t> sides;
+        for (const auto& m : probe) {
+            QCOMPARE(m.dim(), int64_t(3));
+            QCOMPARE(m.size(0), int64_t(2));
+            QCOMPARE(m.size(2), int64_t(77));
+            const auto side = int64_t(std::lround(std::sqrt(double(m.size(1)))));
+            QCOMPARE(side * side, m.size(1));
+            sides.insert(side);
+            QVERIFY(torch::allclose(m.sum(2), torch::ones({2, m.size(1)}), 1e-5, 1e-5));
+        }
+        QVERIFY(sides.size() >= 2);  // several levels (8x8 and 4x4 for the shipped layout)
+        probe.front().select(2, 3).sum().backward();
+        QVERIFY(ctx.grad().defined() && ctx.grad().abs().sum().item<float>() > 0);
+        kto::test::expect_error([&] { unet->set_gradient_checkpointing(true); }, "probe");
+        unet->set_attention_probe(nullptr);
+        probe.clear();
+        unet->forward(x, t, ctx.detach());
+        QVERIFY(probe.empty());  // detached
+        unet->set_gradient_checkpointing(true);
+        kto::test::expect_error([&] { unet->set_attention_probe(&probe); }, "checkpointing");
+    }
+
+    // --attention-loss-weight trains with the attention loss (reported with the progress) and so
+    // gives another UNet than the same seed without it.
+    void attentionLossWeightChangesTheUNet() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        std::vector<kto::TensorMap> unets;
+        for (const double w : {0.0, 0.5}) {
+            kto::DemoTrainOptions o = toy_options_on_shipped_vae(base + (w > 0 ? "/attend" : "/plain"));
+            o.cache_images = 16;
+            o.two_shape_share = 0.5;
+            o.attention_loss_weight = w;
+            std::vector<double> reported;
+            kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
+                if (p.phase == "unet") reported.push_back(p.attention_loss);
+                return true;
+            });
+            QCOMPARE(int(reported.size()), o.unet_steps);
+            for (double a : reported) QVERIFY2(w > 0 ? (a > 0 && a <= 1) : a == 0, std::to_string(a).c_str());
+            unets.push_back(kto::load_safetensors(o.out_dir + "/unet/diffusion_pytorch_model.safetensors"));
+        }
+        QVERIFY(any_tensor_differs(unets[0], unets[1]));
     }
 
     // --init-from continues a folder: with no steps the text encoder and UNet come out as they
