@@ -64,8 +64,9 @@ struct DemoTrainOptions {
     // Weight of token-level attention supervision in the text encoder + UNet phase
     // (shape_token_attention_loss): each named shape's size, colour and class tokens should draw the
     // cross-attention of the shape's own cells, so that in a two-shape caption each shape takes its
-    // own colour. 0: off (the diffusion loss alone).
-    double attention_loss_weight = 0;
+    // own colour. 0: off (the diffusion loss alone). Session 15: colour 81% -> 97%, positions 15% -> 100%
+    // (MODEL_CARD.md).
+    double attention_loss_weight = 0.3;
     // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
     // min(SNR, gamma) / (SNR + 1) for v (/ SNR for epsilon), so the easy low-noise steps do not
     // dominate. 0: off (every timestep weighs 1).
@@ -98,7 +99,7 @@ struct DemoTrainOptions {
     // Last phase: VAE decoder refinement on the saved folder (refine_demo_decoder), the encoder and
     // so the UNet's latent space frozen. With the latent gain augmentation the decoder keeps a
     // shape's colour when guidance (CFG 5) pushes its latents past the data: colour 81.2% instead
-    // of 74.7% on the shipped model (MODEL_CARD.md). 0 steps: no refinement.
+    // of 74.7% on the session-9 model (MODEL_CARD.md). 0 steps: no refinement.
     int decoder_steps = 1000;
     double decoder_shape_weight = 10;    // its extra weight of shape pixels (DemoDecoderOptions::shape_weight)
     double decoder_gain_jitter = 0.25;   // its latent gain augmentation (DemoDecoderOptions::gain_jitter)
