@@ -132,10 +132,18 @@ void require_device(const torch::Device& device, const std::string& command) {
 }
 
 // Text side of a generation or training step: token ids -> encoder hidden states.
-torch::Tensor encode_prompts(const CLIPTokenizer& tokenizer, CLIPTextModel& text,
-                             const std::vector<std::string>& prompts, const torch::Device& device) {
-    auto tokens = tokenizer.encode(prompts);
+torch::Tensor encode_tokens(CLIPTextModel& text, const TokenizedPrompts& tokens, const torch::Device& device) {
     return text->forward(tokens.input_ids.to(device)).last_hidden_state;
+}
+
+// The attention loss reads caption word w as token w + 1: each caption must be one token per word.
+void require_one_token_per_word(const std::vector<std::string>& captions, const TokenizedPrompts& tokens) {
+    for (size_t i = 0; i < captions.size(); ++i) {
+        const auto words = captions[i].empty() ? 0 : std::count(captions[i].begin(), captions[i].end(), ' ') + 1;
+        if (tokens.num_tokens[i] != int(words) + 2)
+            throw Error("train-demo: --attention-loss-weight needs one token per caption word, but \"" + captions[i] +
+                        "\" tokenizes otherwise");
+    }
 }
 
 // Writes 8-bit RGB pixels (rows of width * 3 bytes) as a PNG file.
@@ -629,18 +637,9 @@ void train_demo_model(const DemoTrainOptions& opt,
             noise = noise.to(dev);
             const torch::Tensor a = acp.index_select(0, t).view({-1, 1, 1, 1});
             const torch::Tensor xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
-            if (attend) {
-                // The loss reads word w as token w + 1: each caption must tokenize one token per word.
-                const auto tok = tokenizer.encode(captions);
-                const torch::Tensor lengths = tok.attention_mask.sum(1);
-                for (size_t i = 0; i < captions.size(); ++i) {
-                    const auto words = captions[i].empty() ? 0 : std::count(captions[i].begin(), captions[i].end(), ' ') + 1;
-                    if (lengths[int64_t(i)].item<int64_t>() != int64_t(words) + 2)
-                        throw Error("train-demo: --attention-loss-weight needs one token per caption word, but \"" +
-                                    captions[i] + "\" tokenizes otherwise");
-                }
-            }
-            const torch::Tensor ctx = encode_prompts(tokenizer, text, captions, dev);
+            const TokenizedPrompts tokens = tokenizer.encode(captions);
+            if (attend) require_one_token_per_word(captions, tokens);
+            const torch::Tensor ctx = encode_tokens(text, tokens, dev);
             attention_maps.clear();
             const torch::Tensor pred = unet->forward(xt, t, ctx);
             const torch::Tensor target =
