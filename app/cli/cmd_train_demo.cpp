@@ -82,6 +82,10 @@ kto::cli::CommandRegistrar train_reg{
                         "Weight of token-level attention supervision (TokenCompose): each named shape's size, "
                         "colour and class tokens should draw the attention of the shape's own cells (0: off)")
              ->capture_default_str();
+         sub.add_option("--attention-words", opt->attention_words,
+                        "Which of each shape's words the attention loss supervises: a comma-separated list of "
+                        "size, colour and class")
+             ->capture_default_str();
          sub.add_option("--vae-lr", opt->vae_lr, "VAE learning rate (cosine decay to 0)")->capture_default_str();
          sub.add_option("--unet-lr", opt->unet_lr, "Text encoder + UNet peak learning rate")->capture_default_str();
          sub.add_option("--unet-lr-floor", opt->unet_lr_floor,
@@ -252,6 +256,10 @@ kto::cli::CommandRegistrar eval_reg{
          sub.add_option("--latent-gain", opt->latent_gain,
                         "With --reconstruct: multiply each latent's departure from its image's "
                         "background code by this before decoding (as strong guidance overshoots)")
+             ->capture_default_str();
+         sub.add_option("--latent-blur", opt->latent_blur,
+                        "With --reconstruct: move the latents this far (0 to 1) towards a 3x3-blurred "
+                        "copy before decoding (as a UNet that is soft at the edges leaves them)")
              ->capture_default_str();
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to generate: cpu, cuda or cuda:N")->capture_default_str();

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <sstream>
 
 #include "core/common/error.h"
 #include "core/common/runtime.h"
@@ -79,6 +80,19 @@ torch::Tensor shape_weighted_mean(const torch::Tensor& err, const torch::Tensor&
 torch::Tensor push_from_background(const torch::Tensor& z, const torch::Tensor& gain) {
     const torch::Tensor bg = std::get<0>(z.flatten(2).median(-1)).unsqueeze(-1).unsqueeze(-1);
     return bg + gain * (z - bg);
+}
+
+// Latents `z` [B,C,h,w] moved towards a blurred copy of themselves by `amount` (broadcast to
+// [B,1,1,1]; 0: unchanged, 1: fully blurred): a 3x3 binomial blur of each channel, edges
+// replicated: what the decoder draws from latents that are soft at the edges (demo-eval
+// --latent-blur).
+torch::Tensor blur_latents(const torch::Tensor& z, const torch::Tensor& amount) {
+    const int64_t c = z.size(1);
+    const torch::Tensor k1 = torch::tensor({0.25f, 0.5f, 0.25f}, z.options());
+    const torch::Tensor k = torch::outer(k1, k1).view({1, 1, 3, 3}).repeat({c, 1, 1, 1});
+    const torch::Tensor padded = torch::replication_pad2d(z, {1, 1, 1, 1});
+    const torch::Tensor blurred = torch::conv2d(padded, k, torch::Tensor(), /*stride=*/{1, 1}, /*padding=*/at::IntArrayRef{0, 0}, /*dilation=*/{1, 1}, /*groups=*/c);
+    return z + amount * (blurred - z);
 }
 
 // Renders a batch of scenes as a [B,3,64,64] tensor in [-1,1].
@@ -192,8 +206,24 @@ torch::Tensor shape_cells(const Shape& shape, int r) {
     return torch::tensor(cells);
 }
 
+ShapeWordKinds parse_shape_word_kinds(const std::string& list) {
+    ShapeWordKinds k{false, false, false};
+    std::istringstream in(list);
+    for (std::string w; std::getline(in, w, ',');) {
+        if (w == "size") k.size = true;
+        else if (w == "colour") k.colour = true;
+        else if (w == "class") k.cls = true;
+        else
+            throw Error("train-demo: --attention-words takes a comma-separated list of size, colour and class, not \"" +
+                        w + "\"");
+    }
+    if (!k.size && !k.colour && !k.cls) throw Error("train-demo: --attention-words names no word kind");
+    return k;
+}
+
 torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps, const std::vector<Scene>& scenes,
-                                         const std::vector<std::optional<PromptRequest>>& requests) {
+                                         const std::vector<std::optional<PromptRequest>>& requests,
+                                         const ShapeWordKinds& words) {
     if (scenes.size() != requests.size())
         throw Error("shape_token_attention_loss: " + std::to_string(scenes.size()) + " scenes but " +
                     std::to_string(requests.size()) + " requests");
@@ -207,12 +237,20 @@ torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps,
             throw Error("shape_token_attention_loss: row " + std::to_string(b) + " names " +
                         std::to_string(spans.size()) + " shapes, its scene has " +
                         std::to_string(scenes[b].shapes.size()));
-        for (size_t i = 0; i < spans.size(); ++i)
-            for (int w : spans[i]) {
+        for (size_t i = 0; i < spans.size(); ++i) {
+            // A shape's words come as [size] [colour] class.
+            const ShapeRequest& named = requests[b]->shapes[i];
+            std::vector<bool> kept;
+            if (named.size) kept.push_back(words.size);
+            if (named.colour) kept.push_back(words.colour);
+            kept.push_back(words.cls);
+            for (size_t j = 0; j < spans[i].size(); ++j) {
+                if (!kept[j]) continue;
                 rows.push_back(int64_t(b));
-                tokens.push_back(w + 1);
+                tokens.push_back(spans[i][j] + 1);
                 shapes_of.push_back(&scenes[b].shapes[i]);
             }
+        }
     }
     if (maps.empty()) throw Error("shape_token_attention_loss: no attention maps (is the probe attached?)");
     if (rows.empty()) return torch::zeros({}, maps.front().options());
@@ -426,6 +464,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (!(opt.vae_palette_radius > 0)) throw Error("train-demo: --vae-palette-radius must be > 0");
     if (opt.unet_shape_weight < 0) throw Error("train-demo: --unet-shape-weight must be >= 0");
     if (opt.attention_loss_weight < 0) throw Error("train-demo: --attention-loss-weight must be >= 0 (0: off)");
+    parse_shape_word_kinds(opt.attention_words);
     if (!(opt.two_shape_share >= 0 && opt.two_shape_share <= 1))
         throw Error("train-demo: --two-shape-share must be in [0, 1]");
     if (opt.unet_channels.empty() || opt.unet_channels.size() > 3 ||
@@ -607,6 +646,7 @@ void train_demo_model(const DemoTrainOptions& opt,
         double ema = 0;
         const int warmup = std::min(200, std::max(1, opt.unet_steps / 10));
         const bool attend = opt.attention_loss_weight > 0;
+        const ShapeWordKinds attention_words = parse_shape_word_kinds(opt.attention_words);
         AttentionProbe attention_maps;
         if (attend) unet->set_attention_probe(&attention_maps);
         double attention_ema = 0;
@@ -655,7 +695,7 @@ void train_demo_model(const DemoTrainOptions& opt,
             torch::Tensor objective = loss;
             if (attend) {
                 const torch::Tensor attention_loss =
-                    shape_token_attention_loss(attention_maps, batch_scenes, requests);
+                    shape_token_attention_loss(attention_maps, batch_scenes, requests, attention_words);
                 objective = loss + opt.attention_loss_weight * attention_loss;
                 const double a_now = attention_loss.item<double>();
                 attention_ema = step == 0 ? a_now : 0.98 * attention_ema + 0.02 * a_now;
@@ -955,6 +995,9 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
     if (!(opt.latent_gain > 0)) throw Error("demo-eval: --latent-gain must be > 0");
     if (opt.latent_gain != 1.0 && !opt.reconstruct)
         throw Error("demo-eval: --latent-gain applies to the VAE round trip: add --reconstruct");
+    if (!(opt.latent_blur >= 0 && opt.latent_blur <= 1)) throw Error("demo-eval: --latent-blur must be in [0, 1]");
+    if (opt.latent_blur != 0 && !opt.reconstruct)
+        throw Error("demo-eval: --latent-blur applies to the VAE round trip: add --reconstruct");
     configure_torch_threads(opt.threads);
     require_device(opt.device, "demo-eval");
     DemoBundle bundle(opt.model_dir, opt.device);
@@ -978,6 +1021,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
             AutoencoderKL& vae = bundle.bundle.vae;
             torch::Tensor z = vae->encode(render_batch(part).to(bundle.bundle.device, bundle.bundle.dtype)).mean;
             if (opt.latent_gain != 1.0) z = push_from_background(z, torch::full({1}, opt.latent_gain, z.options()));
+            if (opt.latent_blur != 0) z = blur_latents(z, torch::full({1}, opt.latent_blur, z.options()));
             batch = vae->decode(z)
                         .to(torch::kCPU, torch::kFloat32)
                         .clamp(-1.0, 1.0);

@@ -67,6 +67,9 @@ struct DemoTrainOptions {
     // own colour. 0: off (the diffusion loss alone). Session 15: colour 81% -> 97%, positions 15% -> 100%
     // (MODEL_CARD.md).
     double attention_loss_weight = 0.3;
+    // Which of each shape's words the attention loss supervises: a comma-separated list of "size",
+    // "colour" and "class".
+    std::string attention_words = "size,colour,class";
     // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
     // min(SNR, gamma) / (SNR + 1) for v (/ SNR for epsilon), so the easy low-noise steps do not
     // dominate. 0: off (every timestep weighs 1).
@@ -150,9 +153,16 @@ torch::Tensor shape_cells(const shapes::Shape& shape, int r);
 // shape i touches (shape_cells) should be 1. Returns the mean of (1 - share)^2 over all of them, a
 // scalar that is differentiable in the maps; 0 when no row has a request. requests[b] empty: row b
 // is not supervised (a dropped caption). Row b's request names the shapes of scenes[b] in order.
+// `words` picks which of each shape's attribute words are supervised (default: all three).
+struct ShapeWordKinds {
+    bool size = true, colour = true, cls = true;
+};
+// Reads a comma-separated list of "size", "colour" and "class" (train-demo --attention-words).
+ShapeWordKinds parse_shape_word_kinds(const std::string& list);
 torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps,
                                          const std::vector<shapes::Scene>& scenes,
-                                         const std::vector<std::optional<shapes::PromptRequest>>& requests);
+                                         const std::vector<std::optional<shapes::PromptRequest>>& requests,
+                                         const ShapeWordKinds& words = {});
 
 // The fixed latent codes of the palette's plain colours, [8, 4] in kAllColours order, for
 // DemoTrainOptions::vae_palette_weight: white / black +-e0, yellow / blue +-e1, red / green +-e2,
@@ -272,6 +282,9 @@ struct DemoEvalOptions {
     // median over the cells) times this before decoding. Strong guidance pushes a shape's latents
     // past the data in just this way; > 1 shows whether the decoder keeps their colour.
     double latent_gain = 1.0;
+    // With reconstruct: move the latents this far (0 to 1) towards a 3x3-blurred copy before
+    // decoding, as a UNet that cannot place an edge to within a cell leaves them.
+    double latent_blur = 0;
     torch::Device device = torch::kCPU;  // generation runs here (fp32); noise is drawn on the CPU
 };
 

@@ -8,7 +8,7 @@
 //               [--vae-kl-weight X] [--vae-palette-weight X] [--decoder-steps N] [--decoder-gain-jitter X]
 //               [--unet-steps N] [--unet-batch N] [--unet-lr X] [--unet-lr-floor X]
 //               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-heads N]
-//               [--unet-shape-weight X] [--attention-loss-weight X] [--min-snr-gamma X] [--text-width N] [--text-layers N]
+//               [--unet-shape-weight X] [--attention-loss-weight X] [--attention-words LIST] [--min-snr-gamma X] [--text-width N] [--text-layers N]
 //               [--two-shape-share X] [--ema-decay X] [--offset-noise X] [--zero-terminal-snr 0|1]
 //               [--reading-order 0|1] [--cache-images N] [--prompts N] [--seed N]
 //
@@ -91,6 +91,7 @@ int main(int argc, char** argv) {
         take("two-shape-share", o.two_shape_share, as_double);
         take("unet-shape-weight", o.unet_shape_weight, as_double);
         take("attention-loss-weight", o.attention_loss_weight, as_double);
+        take("attention-words", o.attention_words, as_string);
         take("min-snr-gamma", o.min_snr_gamma, as_double);
         take("ema-decay", o.ema_decay, as_double);
         take("offset-noise", o.offset_noise, as_double);

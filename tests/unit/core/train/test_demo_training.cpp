@@ -133,6 +133,7 @@ private slots:
         refused([](auto& o) { o.vae_shape_weight = -1; }, "--vae-shape-weight");
         refused([](auto& o) { o.unet_shape_weight = -0.5; }, "--unet-shape-weight");
         refused([](auto& o) { o.attention_loss_weight = -0.1; }, "--attention-loss-weight");
+        refused([](auto& o) { o.attention_words = "colour,clas"; }, "--attention-words");
         refused([](auto& o) { o.vae_kl_weight = -1e-6; }, "--vae-kl-weight");
         refused([](auto& o) { o.vae_palette_weight = -1; }, "--vae-palette-weight");
         refused([](auto& o) { o.vae_palette_radius = 0; }, "--vae-palette-radius");
@@ -320,6 +321,42 @@ private slots:
         first_only.shapes.pop_back();
         kto::test::expect_error([&] { kto::shape_token_attention_loss({a}, {first_only, scene}, requests); },
                                 "names 2 shapes, its scene has 1");
+    }
+
+    // --attention-words picks which of a shape's words are supervised: their columns alone get a
+    // gradient, whatever the caption omits ("a red circle" has no size word, so "size" alone
+    // supervises nothing there). Unknown or empty lists are refused.
+    void attentionWordsPickTheSupervisedTokens() {
+        using kto::shapes::ShapeRequest;
+        kto::shapes::SceneOptions two;
+        two.two_shape_probability = 1.0;
+        const kto::shapes::Scene scene = kto::shapes::scene_for_index(11, 3, two);
+        kto::shapes::PromptRequest request = kto::shapes::full_request(scene);
+        request.shapes[1].size.reset();  // the second shape: colour and class words only
+        const auto spans = kto::shapes::shape_attribute_words(request);
+        QCOMPARE(int(spans[0].size()), 3);
+        QCOMPARE(int(spans[1].size()), 2);
+        const int r = 8, k = 77;
+        auto graded = [&](const std::string& list) {
+            torch::Tensor a = torch::full({1, r * r, k}, 1.0 / k).requires_grad_(true);
+            kto::shape_token_attention_loss({a}, {scene}, {request}, kto::parse_shape_word_kinds(list)).backward();
+            const torch::Tensor per_token = a.grad().abs().sum(1)[0];
+            std::set<int> out;
+            for (int t = 0; t < k; ++t)
+                if (per_token[t].item<float>() > 0) out.insert(t);
+            return out;
+        };
+        const int size0 = spans[0][0] + 1, colour0 = spans[0][1] + 1, class0 = spans[0][2] + 1;
+        const int colour1 = spans[1][0] + 1, class1 = spans[1][1] + 1;
+        QCOMPARE(graded("size,colour,class"), (std::set<int>{size0, colour0, class0, colour1, class1}));
+        QCOMPARE(graded("size,colour"), (std::set<int>{size0, colour0, colour1}));
+        QCOMPARE(graded("class"), (std::set<int>{class0, class1}));
+        QCOMPARE(graded("size"), (std::set<int>{size0}));
+        // The default is all three words.
+        const kto::ShapeWordKinds all;
+        QVERIFY(all.size && all.colour && all.cls);
+        kto::test::expect_error([] { kto::parse_shape_word_kinds("size,shape"); }, "not \"shape\"");
+        kto::test::expect_error([] { kto::parse_shape_word_kinds(""); }, "names no word kind");
     }
 
     // An attention probe on the shipped UNet records one map per cross-attention layer, [B, cells,
@@ -604,6 +641,24 @@ private slots:
             QVERIFY_THROWS_EXCEPTION(kto::Error, kto::evaluate_demo_model(o));
         }
         o.latent_gain = 2.0;
+        o.reconstruct = false;
+        kto::test::expect_error([&] { kto::evaluate_demo_model(o); }, "--reconstruct");
+    }
+
+    // --latent-blur softens the latents before decoding: the backgrounds stay right and the shapes
+    // change. It is refused outside [0, 1] and without --reconstruct.
+    void latentBlurSoftensTheShapes() {
+        kto::DemoEvalOptions o = shipped_round_trip(8);
+        const std::vector<double> plain = foreground_fractions(kto::evaluate_demo_model(o));
+        o.latent_blur = 1.0;
+        const kto::DemoEvalResult blurred = kto::evaluate_demo_model(o);
+        QCOMPARE(blurred.background_right, 1.0);
+        QVERIFY(foreground_fractions(blurred) != plain);
+        for (double amount : {-0.1, 1.5}) {
+            o.latent_blur = amount;
+            kto::test::expect_error([&] { kto::evaluate_demo_model(o); }, "--latent-blur");
+        }
+        o.latent_blur = 0.5;
         o.reconstruct = false;
         kto::test::expect_error([&] { kto::evaluate_demo_model(o); }, "--reconstruct");
     }
