@@ -256,6 +256,12 @@ private slots:
                 const double ms = median_ms(9, [&] { kto::generate(b, o); });
                 std::printf("BENCH demo 64x64 generation, %d step(s), CFG 5, %d thread(s): %.1f ms (median of 9)%s\n",
                             steps, threads, ms, steps == 20 ? " (goal, issue 5: < 300 ms)" : "");
+                // The same with every convolution on im2col + BLAS (the lead of the step timings above).
+                at::globalContext().setUserEnabledMkldnn(false);
+                const double plain = median_ms(9, [&] { kto::generate(b, o); });
+                at::globalContext().setUserEnabledMkldnn(true);
+                std::printf("BENCH demo 64x64 generation, %d step(s), CFG 5, %d thread(s), no oneDNN: %.1f ms (median of 9)\n",
+                            steps, threads, plain);
             }
         }
         kto::configure_torch_threads(cores);
