@@ -47,8 +47,10 @@ std::string where_phrase(Position p) {
 
 namespace {
 
-// The caption's words in order; `spans` (if given) gets each shape's attribute-word indices.
-std::vector<std::string> caption_word_list(const PromptRequest& request, std::vector<std::vector<int>>* spans) {
+// The caption's words in order; `spans` (if given) gets each shape's attribute-word indices, those
+// of the kinds `kinds` picks.
+std::vector<std::string> caption_word_list(const PromptRequest& request, std::vector<std::vector<int>>* spans,
+                                           const AttributeWordKinds& kinds = {}) {
     if (request.shapes.empty()) throw Error("format_caption: a caption needs at least one shape");
     std::vector<std::string> out;
     auto add_phrase = [&out](const std::string& phrase) {
@@ -57,15 +59,15 @@ std::vector<std::string> caption_word_list(const PromptRequest& request, std::ve
     };
     for (size_t i = 0; i < request.shapes.size(); ++i) {
         const ShapeRequest& s = request.shapes[i];
-        std::vector<std::string> words;
-        if (s.size) words.push_back(name(*s.size));
-        if (s.colour) words.push_back(name(*s.colour));
-        words.push_back(name(s.cls));
+        std::vector<std::pair<std::string, bool>> words;  // each word, and whether its kind is listed
+        if (s.size) words.emplace_back(name(*s.size), kinds.size);
+        if (s.colour) words.emplace_back(name(*s.colour), kinds.colour);
+        words.emplace_back(name(s.cls), kinds.cls);
         if (i > 0) out.push_back("and");
-        out.push_back(article_for(words.front()));
+        out.push_back(article_for(words.front().first));
         std::vector<int> span;
-        for (const auto& w : words) {
-            span.push_back(int(out.size()));
+        for (const auto& [w, listed] : words) {
+            if (listed) span.push_back(int(out.size()));
             out.push_back(w);
         }
         if (spans) spans->push_back(std::move(span));
@@ -86,9 +88,9 @@ std::string format_caption(const PromptRequest& request) {
     return text;
 }
 
-std::vector<std::vector<int>> shape_attribute_words(const PromptRequest& request) {
+std::vector<std::vector<int>> shape_attribute_words(const PromptRequest& request, const AttributeWordKinds& kinds) {
     std::vector<std::vector<int>> spans;
-    caption_word_list(request, &spans);
+    caption_word_list(request, &spans, kinds);
     return spans;
 }
 

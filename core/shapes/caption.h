@@ -51,7 +51,11 @@ std::string format_caption(const PromptRequest& request);
 // (0-based, among the caption's space-separated words) of its size, colour and class words, in that
 // order, those the request names. With a tokenizer that makes every caption word one token (the
 // demo vocabulary), word w is token w + 1 (after the start token).
-std::vector<std::vector<int>> shape_attribute_words(const PromptRequest& request);
+// `kinds` picks which of those words are listed (a shape's span may then be empty).
+struct AttributeWordKinds {
+    bool size = true, colour = true, cls = true;
+};
+std::vector<std::vector<int>> shape_attribute_words(const PromptRequest& request, const AttributeWordKinds& kinds = {});
 // A random caption of `scene` (sample_request + format_caption).
 std::string sample_caption(const Scene& scene, Rng& rng, const CaptionOptions& options = {});
 

@@ -91,7 +91,8 @@ torch::Tensor blur_latents(const torch::Tensor& z, const torch::Tensor& amount) 
     const torch::Tensor k1 = torch::tensor({0.25f, 0.5f, 0.25f}, z.options());
     const torch::Tensor k = torch::outer(k1, k1).view({1, 1, 3, 3}).repeat({c, 1, 1, 1});
     const torch::Tensor padded = torch::replication_pad2d(z, {1, 1, 1, 1});
-    const torch::Tensor blurred = torch::conv2d(padded, k, torch::Tensor(), /*stride=*/{1, 1}, /*padding=*/at::IntArrayRef{0, 0}, /*dilation=*/{1, 1}, /*groups=*/c);
+    const torch::Tensor blurred = torch::conv2d(padded, k, torch::Tensor(), /*stride=*/{1, 1},
+                                                /*padding=*/at::IntArrayRef{0, 0}, /*dilation=*/{1, 1}, /*groups=*/c);
     return z + amount * (blurred - z);
 }
 
@@ -206,8 +207,8 @@ torch::Tensor shape_cells(const Shape& shape, int r) {
     return torch::tensor(cells);
 }
 
-ShapeWordKinds parse_shape_word_kinds(const std::string& list) {
-    ShapeWordKinds k{false, false, false};
+AttributeWordKinds parse_shape_word_kinds(const std::string& list) {
+    AttributeWordKinds k{false, false, false};
     std::istringstream in(list);
     for (std::string w; std::getline(in, w, ',');) {
         if (w == "size") k.size = true;
@@ -223,7 +224,7 @@ ShapeWordKinds parse_shape_word_kinds(const std::string& list) {
 
 torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps, const std::vector<Scene>& scenes,
                                          const std::vector<std::optional<PromptRequest>>& requests,
-                                         const ShapeWordKinds& words) {
+                                         const AttributeWordKinds& words) {
     if (scenes.size() != requests.size())
         throw Error("shape_token_attention_loss: " + std::to_string(scenes.size()) + " scenes but " +
                     std::to_string(requests.size()) + " requests");
@@ -232,25 +233,17 @@ torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps,
     std::vector<const Shape*> shapes_of;
     for (size_t b = 0; b < requests.size(); ++b) {
         if (!requests[b]) continue;
-        const auto spans = shape_attribute_words(*requests[b]);
+        const auto spans = shape_attribute_words(*requests[b], words);
         if (spans.size() != scenes[b].shapes.size())
             throw Error("shape_token_attention_loss: row " + std::to_string(b) + " names " +
                         std::to_string(spans.size()) + " shapes, its scene has " +
                         std::to_string(scenes[b].shapes.size()));
-        for (size_t i = 0; i < spans.size(); ++i) {
-            // A shape's words come as [size] [colour] class.
-            const ShapeRequest& named = requests[b]->shapes[i];
-            std::vector<bool> kept;
-            if (named.size) kept.push_back(words.size);
-            if (named.colour) kept.push_back(words.colour);
-            kept.push_back(words.cls);
-            for (size_t j = 0; j < spans[i].size(); ++j) {
-                if (!kept[j]) continue;
+        for (size_t i = 0; i < spans.size(); ++i)
+            for (int w : spans[i]) {
                 rows.push_back(int64_t(b));
-                tokens.push_back(spans[i][j] + 1);
+                tokens.push_back(w + 1);
                 shapes_of.push_back(&scenes[b].shapes[i]);
             }
-        }
     }
     if (maps.empty()) throw Error("shape_token_attention_loss: no attention maps (is the probe attached?)");
     if (rows.empty()) return torch::zeros({}, maps.front().options());
@@ -464,7 +457,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (!(opt.vae_palette_radius > 0)) throw Error("train-demo: --vae-palette-radius must be > 0");
     if (opt.unet_shape_weight < 0) throw Error("train-demo: --unet-shape-weight must be >= 0");
     if (opt.attention_loss_weight < 0) throw Error("train-demo: --attention-loss-weight must be >= 0 (0: off)");
-    parse_shape_word_kinds(opt.attention_words);
+    const AttributeWordKinds attention_words = parse_shape_word_kinds(opt.attention_words);
     if (!(opt.two_shape_share >= 0 && opt.two_shape_share <= 1))
         throw Error("train-demo: --two-shape-share must be in [0, 1]");
     if (opt.unet_channels.empty() || opt.unet_channels.size() > 3 ||
@@ -646,7 +639,6 @@ void train_demo_model(const DemoTrainOptions& opt,
         double ema = 0;
         const int warmup = std::min(200, std::max(1, opt.unet_steps / 10));
         const bool attend = opt.attention_loss_weight > 0;
-        const ShapeWordKinds attention_words = parse_shape_word_kinds(opt.attention_words);
         AttentionProbe attention_maps;
         if (attend) unet->set_attention_probe(&attention_maps);
         double attention_ema = 0;

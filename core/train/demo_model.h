@@ -154,15 +154,12 @@ torch::Tensor shape_cells(const shapes::Shape& shape, int r);
 // scalar that is differentiable in the maps; 0 when no row has a request. requests[b] empty: row b
 // is not supervised (a dropped caption). Row b's request names the shapes of scenes[b] in order.
 // `words` picks which of each shape's attribute words are supervised (default: all three).
-struct ShapeWordKinds {
-    bool size = true, colour = true, cls = true;
-};
-// Reads a comma-separated list of "size", "colour" and "class" (train-demo --attention-words).
-ShapeWordKinds parse_shape_word_kinds(const std::string& list);
 torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps,
                                          const std::vector<shapes::Scene>& scenes,
                                          const std::vector<std::optional<shapes::PromptRequest>>& requests,
-                                         const ShapeWordKinds& words = {});
+                                         const shapes::AttributeWordKinds& words = {});
+// Reads a comma-separated list of "size", "colour" and "class" (train-demo --attention-words).
+shapes::AttributeWordKinds parse_shape_word_kinds(const std::string& list);
 
 // The fixed latent codes of the palette's plain colours, [8, 4] in kAllColours order, for
 // DemoTrainOptions::vae_palette_weight: white / black +-e0, yellow / blue +-e1, red / green +-e2,

@@ -195,9 +195,14 @@ private slots:
         }
         QVERIFY(two > 800);
         QVERIFY(positioned > 800);
-        const auto spans = shape_attribute_words(
-            parse_caption("a large green star at the top left and an orange circle on a white background"));
+        const PromptRequest named =
+            parse_caption("a large green star at the top left and an orange circle on a white background");
+        const auto spans = shape_attribute_words(named);
         QCOMPARE(spans, (std::vector<std::vector<int>>{{1, 2, 3}, {10, 11}}));
+        // Picking kinds keeps the other words' places; a shape that names none of them gets an empty span.
+        QCOMPARE(shape_attribute_words(named, {false, true, true}), (std::vector<std::vector<int>>{{2, 3}, {10, 11}}));
+        QCOMPARE(shape_attribute_words(named, {true, false, false}), (std::vector<std::vector<int>>{{1}, {}}));
+        QCOMPARE(shape_attribute_words(named, {false, false, true}), (std::vector<std::vector<int>>{{3}, {11}}));
         QVERIFY_EXCEPTION_THROWN(shape_attribute_words(PromptRequest{}), kto::Error);
     }
 

@@ -353,7 +353,7 @@ private slots:
         QCOMPARE(graded("class"), (std::set<int>{class0, class1}));
         QCOMPARE(graded("size"), (std::set<int>{size0}));
         // The default is all three words.
-        const kto::ShapeWordKinds all;
+        const kto::shapes::AttributeWordKinds all;
         QVERIFY(all.size && all.colour && all.cls);
         kto::test::expect_error([] { kto::parse_shape_word_kinds("size,shape"); }, "not \"shape\"");
         kto::test::expect_error([] { kto::parse_shape_word_kinds(""); }, "names no word kind");
