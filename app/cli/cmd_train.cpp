@@ -54,7 +54,7 @@ struct Args {
     std::string model, data, workspace, records, options_file, out, preset;
     std::string objective, reference_point, utility, schedule, mixed_precision, intersections = "like";
     kto::cli::ImageFilterArgs filters;
-    std::optional<double> beta, lr, lambda_d, lambda_u, caption_dropout, positive_ratio, grad_clip;
+    std::optional<double> beta, lr, lambda_d, lambda_u, caption_dropout, positive_ratio, grad_clip, flip;
     std::optional<int64_t> steps, warmup, checkpoint_every, preview_every;
     std::optional<int> batch, accum, resolution, keep_last, lora_rank, preview_steps;
     std::optional<double> lora_alpha;
@@ -154,6 +154,7 @@ int run_train(const Args& a) {
     if (a.resolution) o.resolution = *a.resolution;
     if (a.caption_dropout) o.caption_dropout = *a.caption_dropout;
     if (a.positive_ratio) o.positive_ratio = *a.positive_ratio;
+    if (a.flip) o.flip_probability = *a.flip;
     o.lora.enabled = o.lora.enabled || a.lora;
     if (a.lora_rank) o.lora.rank = *a.lora_rank;
     if (a.lora_alpha) o.lora.alpha = *a.lora_alpha;
@@ -290,6 +291,8 @@ kto::cli::CommandRegistrar reg{
          sub.add_option("--resolution", a->resolution, "Training resolution (default: the model's)");
          sub.add_option("--caption-dropout", a->caption_dropout, "Share of empty captions (default 0.2)");
          sub.add_option("--positive-ratio", a->positive_ratio, "P(liked) per draw (default 0.8)");
+         sub.add_option("--flip-probability", a->flip,
+                        "P(mirror left-right) per draw (default 0.5; demo preset 0: its captions name left and right)");
          sub.add_flag("--lora", a->lora, "Train LoRA adapters instead of the full UNet");
          sub.add_option("--lora-rank", a->lora_rank, "LoRA rank (default 4)");
          sub.add_option("--lora-alpha", a->lora_alpha, "LoRA alpha (default: the rank)");

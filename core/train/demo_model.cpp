@@ -1126,6 +1126,9 @@ std::vector<DemoAlignRound> align_demo_model(const DemoAlignOptions& opt,
         req.model_dir = opt.model_dir;
         req.records = std::move(records);
         req.out_dir = (dir / "run").string();
+        // The demo preset's data options: no mirroring (the captions name left and right) and, since
+        // session 17, no caption dropout; session 12's figures (MODEL_CARD.md) had mirroring p=0.5 and
+        // dropout 0.2.
         req.options = train_preset("demo");
         req.options.objective = objective;
         req.options.steps = opt.steps;

@@ -78,6 +78,7 @@ struct TrainOptions {
     int resolution = 0;                // 0: the UNet's sample_size x 8
     double caption_dropout = 0.2;      // share of captions replaced by ""
     double positive_ratio = 0.8;       // P(desirable) per draw
+    double flip_probability = 0.5;     // P(horizontal flip) per draw; 0 where captions name left/right
 
     LoraOptions lora;
 

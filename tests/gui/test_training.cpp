@@ -12,6 +12,7 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDir>
+#include <QDoubleSpinBox>
 #include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -338,6 +339,9 @@ private slots:
         f->learningRateEdit()->setText("2e-05");
         f->objectiveBox()->setCurrentText("dpo");
         f->probeSeedsEdit()->setText("3, 4");
+        auto* flip = f->findChild<QDoubleSpinBox*>("trainFlipProbability");
+        QVERIFY(flip);
+        flip->setValue(0.25);
         f->presetNameEdit()->setText("my shapes");
         QVERIFY(f->savePresetButton()->isEnabled());
         QTest::mouseClick(f->savePresetButton(), Qt::LeftButton);
@@ -348,11 +352,14 @@ private slots:
         QVERIFY(f->applyPreset("demo-cpu"));
         QCOMPARE(f->stepsBox()->value(), kto::train_preset("demo").steps);
         QCOMPARE(f->options().value("lr_schedule").toString(), QString("cosine"));  // the demo preset's
+        QCOMPARE(flip->value(), kto::train_preset("demo").flip_probability);
+        QCOMPARE(f->options().value("flip_probability").toDouble(), kto::train_preset("demo").flip_probability);
         QVERIFY(f->applyPreset("saved:my shapes"));
         QCOMPARE(f->stepsBox()->value(), 123);
         QCOMPARE(f->objectiveBox()->currentText(), QString("dpo"));
         QCOMPARE(f->options().value("learning_rate").toDouble(), 2e-5);
         QCOMPARE(f->options().value("probe_seeds").toArray(), (QJsonArray{3, 4}));
+        QCOMPARE(f->options().value("flip_probability").toDouble(), 0.25);
         QCOMPARE(f->modelPath(), demo_);
         // Options the form does not show survive the round trip.
         QCOMPARE(f->options().value("adam_beta2").toDouble(), 0.999);

@@ -86,6 +86,7 @@ private:
     QSpinBox* seed_;
     QDoubleSpinBox* caption_dropout_;
     QDoubleSpinBox* positive_ratio_;
+    QDoubleSpinBox* flip_;
     QCheckBox* lora_;
     QSpinBox* lora_rank_;
     QComboBox* device_;

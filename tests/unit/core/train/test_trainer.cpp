@@ -195,6 +195,38 @@ private slots:
         }
     }
 
+    // flip_probability decides which of each example's two latents (unflipped, mirrored) a draw reads:
+    // at 0 the mirrored ones are never read, at 1 the unflipped ones are never read, at 0.5 both are.
+    void flipProbabilityPicksTheLatents() {
+        const auto trained = [](double p, int spoil) {
+            auto o = options(false);
+            o.flip_probability = p;
+            o.steps = 3;
+            auto set = synthetic_set();
+            if (spoil >= 0)
+                for (auto& l : set.latents) {
+                    l.mean = l.mean.clone();
+                    l.mean[spoil] = torch::full_like(l.mean[spoil], 7.0);
+                }
+            auto m = load(o);
+            kto::Trainer t(m->parts, std::move(set), o);
+            for (int i = 0; i < 3; ++i) t.step();
+            std::vector<torch::Tensor> w;
+            for (const auto& [name, p] : t.trainable()) w.push_back(p.detach().clone());
+            return w;
+        };
+        const auto same = [](const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+            for (size_t i = 0; i < a.size(); ++i)
+                if (!torch::equal(a[i], b[i])) return false;
+            return true;
+        };
+        QVERIFY(same(trained(0.0, -1), trained(0.0, 1)));   // mirrored latents unread
+        QVERIFY(same(trained(1.0, -1), trained(1.0, 0)));   // unflipped latents unread
+        QVERIFY(!same(trained(0.0, -1), trained(0.0, 0)));  // ... and the spoiling is seen where read
+        QVERIFY(!same(trained(0.5, -1), trained(0.5, 1)));
+        QVERIFY(!same(trained(0.5, -1), trained(0.5, 0)));
+    }
+
     void optionsRoundTripAndValidate() {
         auto o = kto::train_preset("demo");
         o.objective = kto::ObjectiveKind::dpo;
@@ -209,6 +241,13 @@ private slots:
         auto j = o.to_json();
         j["learning_rat"] = 1;
         QVERIFY_EXCEPTION_THROWN(kto::TrainOptions::from_json(j), kto::Error);
+        QCOMPARE(back.flip_probability, o.flip_probability);
+        auto flip = o;
+        flip.flip_probability = 1.5;
+        kto::test::expect_error([&] { flip.validate(); }, "flip_probability must lie in [0, 1]");
+        auto no_flip = o.to_json();
+        no_flip.erase("flip_probability");  // a run folder written before the option: the reference run's 0.5
+        QCOMPARE(kto::TrainOptions::from_json(no_flip).flip_probability, 0.5);
         o.batch_size = 0;
         QVERIFY_EXCEPTION_THROWN(o.validate(), kto::Error);
         // LR schedule names: the config key, the CLI flag and the bench knob read them alike.
