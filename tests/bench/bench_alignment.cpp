@@ -4,8 +4,10 @@
 // fidelity before and after, plus CPU training throughput.
 //
 // Knobs (environment): KTO_BENCH_STEPS (default: the demo preset's), KTO_BENCH_PROMPTS (50), KTO_BENCH_SEEDS (4),
-// KTO_BENCH_LR (demo preset), KTO_BENCH_BETA (objective default), KTO_BENCH_BATCH (demo preset), KTO_BENCH_SCHEDULE (constant or cosine; demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
-// KTO_BENCH_OBJECTIVES (default "kto,sft,dpo").
+// KTO_BENCH_LR (demo preset), KTO_BENCH_BETA (objective default), KTO_BENCH_BATCH (demo preset), KTO_BENCH_SCHEDULE (constant or cosine; demo preset), KTO_BENCH_FLIP (flip probability; demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
+// KTO_BENCH_OBJECTIVES (default "kto,sft,dpo"), KTO_BENCH_SET (a JSON object of training-config fields laid over
+// the options of every objective, e.g. '{"lambda_undesirable": 0.5, "lora": {"enabled": true}}'), KTO_BENCH_KEEP (a folder: keeps the images there, with a
+// details CSV per set: prompt, seed, liked, colours asked / right).
 #include <QtTest/QtTest>
 #include <torch/torch.h>
 
@@ -18,6 +20,7 @@
 #include <fstream>
 
 #include "core/common/error.h"
+#include "core/nn/lora.h"
 #include "core/nn/unet.h"
 #include "core/shapes/caption.h"
 #include "core/shapes/scorer.h"
@@ -47,23 +50,41 @@ kto::shapes::Image to_shapes_image(const torch::Tensor& u8) {
 struct Scores {
     double like_rate = 0;
     double colour_fidelity = 0;
+    double position_fidelity = 0;  // of the shapes whose position the prompt names
+    double background_fidelity = 0;  // of the prompts that name one: guidance still follows the caption
     int n = 0;
 };
 
-Scores score(const std::vector<kto::PreviewImage>& imgs) {
+// `details`: where to write one CSV row per image (empty: nowhere).
+Scores score(const std::vector<kto::PreviewImage>& imgs, const std::string& details = {}) {
     kto::shapes::LikesLargeShapes taste;
     Scores s;
-    int liked = 0, asked = 0, right = 0;
+    int liked = 0, asked = 0, right = 0, pos_asked = 0, pos_right = 0, bg_asked = 0, bg_right = 0;
+    std::ofstream csv;
+    if (!details.empty()) {
+        csv.open(details);
+        csv << "path,seed,liked,colours_asked,colours_right,class_right,positions_asked,positions_right,background_right,prompt\n";
+    }
     for (const auto& p : imgs) {
         const auto img = to_shapes_image(p.image);
-        liked += taste.likes(img, p.prompt) ? 1 : 0;
+        const bool likes = taste.likes(img, p.prompt);
+        liked += likes ? 1 : 0;
         const auto f = kto::shapes::fidelity(img, p.prompt);
+        if (csv.is_open())
+            csv << p.path << ',' << p.seed << ',' << likes << ',' << f.colour.asked << ',' << f.colour.right << ','
+                << f.cls.right << ',' << f.position.asked << ',' << f.position.right << ',' << f.background.right << ",\"" << p.prompt << "\"\n";
         asked += f.colour.asked;
         right += f.colour.right;
+        pos_asked += f.position.asked;
+        pos_right += f.position.right;
+        bg_asked += f.background.asked;
+        bg_right += f.background.right;
     }
     s.n = static_cast<int>(imgs.size());
     s.like_rate = s.n ? 100.0 * liked / s.n : 0;
     s.colour_fidelity = asked ? 100.0 * right / asked : 100.0;
+    s.position_fidelity = pos_asked ? 100.0 * pos_right / pos_asked : 100.0;
+    s.background_fidelity = bg_asked ? 100.0 * bg_right / bg_asked : 100.0;
     return s;
 }
 
@@ -81,7 +102,11 @@ private slots:
         const int n_prompts = env_int("KTO_BENCH_PROMPTS", 50);
         const int n_seeds = env_int("KTO_BENCH_SEEDS", 4);
         QTemporaryDir tmp;
-        const fs::path root(tmp.path().toStdString());
+        const char* keep = std::getenv("KTO_BENCH_KEEP");
+        const fs::path root(keep && *keep ? std::string(keep) : tmp.path().toStdString());
+        const auto details = [&](const std::string& set) {
+            return keep && *keep ? (root / (set + ".csv")).string() : std::string();
+        };
 
         // Held-out prompts: a scene stream the demo model was not trained on, captions that never
         // name the size (so the taste is free to move it without breaking the prompt).
@@ -101,9 +126,11 @@ private slots:
         const auto t0 = std::chrono::steady_clock::now();
         const auto before = renderer.render(*base_unet, (root / "before").string());
         const double gen_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const auto base = score(before);
+        const auto base = score(before, details("before"));
         std::printf("FIGURE images=%d generation_seconds=%.1f\n", base.n, gen_secs);
-        std::printf("FIGURE base like_rate=%.1f%% colour_fidelity=%.1f%%\n", base.like_rate, base.colour_fidelity);
+        std::printf("FIGURE base like_rate=%.1f%% colour_fidelity=%.1f%% position_fidelity=%.1f%% "
+                    "background_fidelity=%.1f%%\n",
+                    base.like_rate, base.colour_fidelity, base.position_fidelity, base.background_fidelity);
 
         // Label with the taste; the PNGs are the training images.
         kto::shapes::LikesLargeShapes taste;
@@ -128,6 +155,13 @@ private slots:
             if (const char* lr = std::getenv("KTO_BENCH_LR")) req.options.learning_rate = std::atof(lr);
             if (const char* b = std::getenv("KTO_BENCH_BETA")) req.options.beta = std::atof(b);
             if (const char* bs = std::getenv("KTO_BENCH_BATCH")) req.options.batch_size = std::atoi(bs);
+            if (const char* fp = std::getenv("KTO_BENCH_FLIP")) req.options.flip_probability = std::atof(fp);
+            if (const char* set = std::getenv("KTO_BENCH_SET")) {
+                // Any training-config field: a JSON object merged over the options (run-folder config.json keys).
+                auto j = req.options.to_json();
+                j.merge_patch(nlohmann::json::parse(set));
+                req.options = kto::TrainOptions::from_json(j);
+            }
             if (const char* sc = std::getenv("KTO_BENCH_SCHEDULE"))
                 req.options.lr_schedule = kto::parse_lr_schedule(sc, "KTO_BENCH_SCHEDULE");
             double sps = 0;
@@ -149,14 +183,21 @@ private slots:
             kto::TrainingJob job(req, cb);
             const auto res = job.run();
             const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
-            auto tuned = kto::load_unet(res.final_checkpoint + "/unet");
+            // A LoRA run's checkpoint holds the adapters only: they ride on a fresh copy of the base UNet.
+            const bool lora = req.options.lora.enabled;
+            auto tuned = kto::load_unet(lora ? model + "/unet" : res.final_checkpoint + "/unet");
+            std::unique_ptr<kto::UNetLoRA> adapters;
+            if (lora) adapters = kto::UNetLoRA::load(tuned, res.final_checkpoint + "/pytorch_lora_weights.safetensors");
             const auto imgs = renderer.render(*tuned, (root / ("after-" + obj)).string());
-            after[obj] = score(imgs);
+            after[obj] = score(imgs, details("after-" + obj));
             std::printf("FIGURE %s steps=%lld train_seconds=%.1f samples_per_second=%.1f like_rate=%.1f%% "
-                        "(%+.1f) colour_fidelity=%.1f%% (%+.1f)\n",
+                        "(%+.1f) colour_fidelity=%.1f%% (%+.1f) position_fidelity=%.1f%% (%+.1f) "
+                        "background_fidelity=%.1f%% (%+.1f)\n",
                         obj.c_str(), (long long)steps, secs, sps, after[obj].like_rate,
                         after[obj].like_rate - base.like_rate, after[obj].colour_fidelity,
-                        after[obj].colour_fidelity - base.colour_fidelity);
+                        after[obj].colour_fidelity - base.colour_fidelity, after[obj].position_fidelity,
+                        after[obj].position_fidelity - base.position_fidelity, after[obj].background_fidelity,
+                        after[obj].background_fidelity - base.background_fidelity);
         }
         if (after.count("kto")) {
             std::printf("GOAL kto like-rate gain >= 25 points: %s\n",
