@@ -27,6 +27,7 @@
 #include "core/shapes/taste.h"
 #include "core/train/preview.h"
 #include "core/train/trainer.h"
+#include "storage/dataset/csv.h"
 #include "tests/support/test_paths.h"
 
 namespace fs = std::filesystem;
@@ -59,32 +60,40 @@ struct Scores {
 Scores score(const std::vector<kto::PreviewImage>& imgs, const std::string& details = {}) {
     kto::shapes::LikesLargeShapes taste;
     Scores s;
-    int liked = 0, asked = 0, right = 0, pos_asked = 0, pos_right = 0, bg_asked = 0, bg_right = 0;
-    std::ofstream csv;
-    if (!details.empty()) {
-        csv.open(details);
-        csv << "path,seed,liked,colours_asked,colours_right,class_right,positions_asked,positions_right,background_right,prompt\n";
-    }
+    int liked = 0;
+    kto::shapes::AttributeScore colour, position, background;  // summed over the images
+    const auto add = [](kto::shapes::AttributeScore& sum, const kto::shapes::AttributeScore& one) {
+        sum.asked += one.asked;
+        sum.right += one.right;
+    };
+    std::string csv;
+    if (!details.empty())
+        kto::storage::append_csv_record(csv, {"path", "seed", "liked", "colours_asked", "colours_right", "class_right",
+                                              "positions_asked", "positions_right", "background_right", "prompt"});
     for (const auto& p : imgs) {
         const auto img = to_shapes_image(p.image);
         const bool likes = taste.likes(img, p.prompt);
         liked += likes ? 1 : 0;
         const auto f = kto::shapes::fidelity(img, p.prompt);
-        if (csv.is_open())
-            csv << p.path << ',' << p.seed << ',' << likes << ',' << f.colour.asked << ',' << f.colour.right << ','
-                << f.cls.right << ',' << f.position.asked << ',' << f.position.right << ',' << f.background.right << ",\"" << p.prompt << "\"\n";
-        asked += f.colour.asked;
-        right += f.colour.right;
-        pos_asked += f.position.asked;
-        pos_right += f.position.right;
-        bg_asked += f.background.asked;
-        bg_right += f.background.right;
+        if (!details.empty())
+            kto::storage::append_csv_record(
+                csv, {p.path, std::to_string(p.seed), std::to_string(int(likes)), std::to_string(f.colour.asked),
+                      std::to_string(f.colour.right), std::to_string(f.cls.right), std::to_string(f.position.asked),
+                      std::to_string(f.position.right), std::to_string(f.background.right), p.prompt});
+        add(colour, f.colour);
+        add(position, f.position);
+        add(background, f.background);
+    }
+    if (!details.empty()) {
+        std::ofstream out(details, std::ios::binary);
+        out << csv;
+        if (!out) throw kto::Error("bench_alignment: cannot write " + details);
     }
     s.n = static_cast<int>(imgs.size());
     s.like_rate = s.n ? 100.0 * liked / s.n : 0;
-    s.colour_fidelity = asked ? 100.0 * right / asked : 100.0;
-    s.position_fidelity = pos_asked ? 100.0 * pos_right / pos_asked : 100.0;
-    s.background_fidelity = bg_asked ? 100.0 * bg_right / bg_asked : 100.0;
+    s.colour_fidelity = 100.0 * colour.rate();
+    s.position_fidelity = 100.0 * position.rate();
+    s.background_fidelity = 100.0 * background.rate();
     return s;
 }
 
@@ -104,6 +113,7 @@ private slots:
         QTemporaryDir tmp;
         const char* keep = std::getenv("KTO_BENCH_KEEP");
         const fs::path root(keep && *keep ? std::string(keep) : tmp.path().toStdString());
+        fs::create_directories(root);
         const auto details = [&](const std::string& set) {
             return keep && *keep ? (root / (set + ".csv")).string() : std::string();
         };
@@ -156,14 +166,14 @@ private slots:
             if (const char* b = std::getenv("KTO_BENCH_BETA")) req.options.beta = std::atof(b);
             if (const char* bs = std::getenv("KTO_BENCH_BATCH")) req.options.batch_size = std::atoi(bs);
             if (const char* fp = std::getenv("KTO_BENCH_FLIP")) req.options.flip_probability = std::atof(fp);
+            if (const char* sc = std::getenv("KTO_BENCH_SCHEDULE"))
+                req.options.lr_schedule = kto::parse_lr_schedule(sc, "KTO_BENCH_SCHEDULE");
             if (const char* set = std::getenv("KTO_BENCH_SET")) {
                 // Any training-config field: a JSON object merged over the options (run-folder config.json keys).
                 auto j = req.options.to_json();
                 j.merge_patch(nlohmann::json::parse(set));
                 req.options = kto::TrainOptions::from_json(j);
             }
-            if (const char* sc = std::getenv("KTO_BENCH_SCHEDULE"))
-                req.options.lr_schedule = kto::parse_lr_schedule(sc, "KTO_BENCH_SCHEDULE");
             double sps = 0;
             int64_t steps = 0;
             kto::TrainCallbacks cb;

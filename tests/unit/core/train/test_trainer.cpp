@@ -212,7 +212,7 @@ private slots:
             kto::Trainer t(m->parts, std::move(set), o);
             for (int i = 0; i < 3; ++i) t.step();
             std::vector<torch::Tensor> w;
-            for (const auto& [name, p] : t.trainable()) w.push_back(p.detach().clone());
+            for (const auto& [name, param] : t.trainable()) w.push_back(param.detach().clone());
             return w;
         };
         const auto same = [](const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
