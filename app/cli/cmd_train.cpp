@@ -297,7 +297,7 @@ kto::cli::CommandRegistrar reg{
          sub.add_option("--lora-rank", a->lora_rank, "LoRA rank (default 4)");
          sub.add_option("--lora-alpha", a->lora_alpha, "LoRA alpha (default: the rank)");
          sub.add_option("--device", a->device, "cpu (default) or cuda[:N]");
-         sub.add_option("--mixed-precision", a->mixed_precision, "CUDA autocast: no (default), fp16, bf16");
+         sub.add_option("--mixed-precision", a->mixed_precision, "Autocast: no (default), fp16 (CUDA) or bf16 (CUDA, or the CPU: fast where it has AMX or AVX512-BF16)");
          sub.add_flag("--gradient-checkpointing", a->gradient_checkpointing, "Recompute UNet blocks in backward");
          sub.add_option("--checkpoint-every", a->checkpoint_every, "Checkpoint every N steps (default 500)");
          sub.add_option("--keep-last", a->keep_last, "Checkpoints kept (default 3)");

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/sampling/scheduler_config.h"
 
 namespace kto::cli {
@@ -20,7 +21,7 @@ torch::Device parse_device(const std::string& text) {
 }
 
 torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device) {
-    if (s.empty()) return device.is_cuda() ? torch::kFloat16 : torch::kFloat32;
+    if (s.empty()) return kto::default_inference_dtype(device.is_cuda());
     if (s == "fp32" || s == "float32") return torch::kFloat32;
     if (s == "fp16" || s == "float16") return torch::kFloat16;
     if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;

@@ -10,7 +10,8 @@ namespace kto::cli {
 
 // "cpu", "cuda", "cuda:N"; a CUDA device when this libtorch has none is an error.
 torch::Device parse_device(const std::string& text);
-// fp32 | fp16 | bf16 (or float32 / float16 / bfloat16); empty: fp16 on CUDA, fp32 on the CPU.
+// fp32 | fp16 | bf16 (or float32 / float16 / bfloat16); empty: kto::default_inference_dtype (fp16 on
+// CUDA; on the CPU bf16 where it has bf16 matrix units, else fp32; KTO_CPU_DTYPE overrides).
 torch::ScalarType parse_dtype(const std::string& text, const torch::Device& device);
 // "WIDTHxHEIGHT", both positive.
 std::pair<int, int> parse_size(const std::string& text);

@@ -1,7 +1,12 @@
 #include "core/common/runtime.h"
 
+#include "core/common/error.h"
+
 #include <torch/torch.h>
 #include <sys/mman.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <unistd.h>
 #if TORCH_VERSION_MAJOR < 2
 #include <c10/core/CPUAllocator.h>
@@ -112,11 +117,50 @@ int configure_torch_threads(int threads) {
     return threads;
 }
 
+bool cpu_has_bf16_matrix_units() {
+    static const bool has = [] {
+        if (!at::hasMKLDNN()) return false;
+#if defined(__x86_64__) || defined(__i386__)
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        if (__get_cpuid_max(0, nullptr) < 7) return false;
+        __cpuid_count(1, 0, a, b, c, d);
+        if (!(c & (1u << 27))) return false;  // OSXSAVE: xgetbv tells which register states the OS saves
+        unsigned lo = 0, hi = 0;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        const bool avx512_state = (lo & 0xE6u) == 0xE6u;                         // XMM, YMM, opmask, ZMM
+        const bool amx_state = ((lo >> 17) & 3u) == 3u;                           // XTILECFG, XTILEDATA
+        __cpuid_count(7, 0, a, b, c, d);
+        const bool amx_bf16 = (d >> 22) & 1u;
+        __cpuid_count(7, 1, a, b, c, d);
+        const bool avx512_bf16 = (a >> 5) & 1u;
+        return (amx_bf16 && amx_state) || (avx512_bf16 && avx512_state);
+#else
+        return false;
+#endif
+    }();
+    return has;
+}
+
+c10::ScalarType default_cpu_dtype() {
+    if (const char* env = std::getenv("KTO_CPU_DTYPE"); env && *env) {
+        const std::string v(env);
+        if (v == "fp32" || v == "float32") return c10::ScalarType::Float;
+        if (v == "bf16" || v == "bfloat16") return c10::ScalarType::BFloat16;
+        throw Error("KTO_CPU_DTYPE=" + v + ": expected fp32 or bf16 (or unset it)");
+    }
+    return cpu_has_bf16_matrix_units() ? c10::ScalarType::BFloat16 : c10::ScalarType::Float;
+}
+
+c10::ScalarType default_inference_dtype(bool cuda) {
+    return cuda ? c10::ScalarType::Half : default_cpu_dtype();
+}
+
 std::string torch_runtime_summary() {
     std::ostringstream os;
     os << "libtorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "."
        << TORCH_VERSION_PATCH << " (" << (torch::cuda::is_available() ? "CUDA available" : "CPU")
-       << ", " << torch::get_num_threads() << " threads)";
+       << ", " << torch::get_num_threads() << " threads"
+       << (cpu_has_bf16_matrix_units() ? ", bf16 matrix units" : "") << ")";
     return os.str();
 }
 

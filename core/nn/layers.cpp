@@ -78,7 +78,24 @@ GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double eps_, cons
     bias = register_parameter("bias", make_filled({channels}, 0.0, o));
 }
 
+namespace {
+// libtorch 1.13's CPU group and layer norms are scalar loops in bf16 (10x the fp32 time) and need
+// the input and the weights in one dtype, which CPU autocast (bf16 activations, fp32 weights) does
+// not give. On the CPU a reduced-precision input or weight is normalised in fp32 and the result
+// cast back to the input's dtype: the statistics in fp32, as the reduced-precision kernels keep them.
+bool reduced(const torch::Tensor& t) {
+    return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf;
+}
+bool upcast_norm(const torch::Tensor& x, const torch::Tensor& weight) {
+    return x.device().is_cpu() && (reduced(x) || reduced(weight));
+}
+}  // namespace
+
 torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
+    if (upcast_norm(x, weight))
+        return torch::group_norm(x.to(torch::kFloat32), num_groups, weight.to(torch::kFloat32),
+                                 bias.to(torch::kFloat32), eps)
+            .to(x.scalar_type());
     return torch::group_norm(x, num_groups, weight, bias, eps);
 }
 
@@ -88,6 +105,9 @@ LayerNormImpl::LayerNormImpl(int64_t dim_, double eps_, const ModuleOptions& o) 
 }
 
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+    if (upcast_norm(x, weight))
+        return torch::layer_norm(x.to(torch::kFloat32), {dim}, weight.to(torch::kFloat32), bias.to(torch::kFloat32), eps)
+            .to(x.scalar_type());
     return torch::layer_norm(x, {dim}, weight, bias, eps);
 }
 
@@ -369,9 +389,11 @@ struct BlockFunctionHolder : torch::CustomClassHolder {
     BlockFunction fn;
     size_t num_inputs = 0;
     std::vector<torch::Tensor> params;  // the trainable parameters fn reads
-    // CUDA autocast at forward time: the recomputation in backward runs under the same state.
+    // CUDA and CPU autocast at forward time: the recomputation in backward runs under the same state.
     bool autocast = false;
     torch::ScalarType autocast_dtype = torch::kHalf;
+    bool cpu_autocast = false;
+    torch::ScalarType cpu_autocast_dtype = torch::kBFloat16;
 };
 
 // Inputs: [block inputs..., trainable parameters...]; parameters are listed so the autograd node
@@ -406,6 +428,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
         {
             torch::AutoGradMode on(true);
             AutocastScope autocast(holder->autocast, holder->autocast_dtype);
+            AutocastScope cpu_autocast(holder->cpu_autocast, holder->cpu_autocast_dtype, /*cpu=*/true);
             out = holder->fn(inputs);
         }
         auto grads = torch::autograd::grad({out}, targets, {grad_out[0]}, /*retain_graph=*/false,
@@ -449,6 +472,8 @@ torch::Tensor checkpoint_call(torch::nn::Module& module, BlockFunction fn, const
     holder->num_inputs = inputs.size();
     holder->autocast = cuda_autocast_enabled();
     holder->autocast_dtype = cuda_autocast_dtype();
+    holder->cpu_autocast = cpu_autocast_enabled();
+    holder->cpu_autocast_dtype = kto::cpu_autocast_dtype();
     holder->params.assign(all.begin() + inputs.size(), all.end());
     return CheckpointFunction::apply(holder, torch::TensorList(all));
 }

@@ -17,6 +17,7 @@
 #include "core/io/model_folder.h"
 #include "core/io/safetensors.h"
 #include "core/io/state_dict.h"
+#include "core/nn/autocast.h"
 #include "core/nn/unet.h"
 #include "core/nn/vae.h"
 #include "core/pipeline/pipeline.h"
@@ -673,7 +674,11 @@ void train_demo_model(const DemoTrainOptions& opt,
             if (attend) require_one_token_per_word(captions, tokens);
             const torch::Tensor ctx = encode_tokens(text, tokens, dev);
             attention_maps.clear();
-            const torch::Tensor pred = unet->forward(xt, t, ctx);
+            torch::Tensor pred;
+            {
+                AutocastScope autocast(opt.mixed_precision_bf16 && dev.is_cpu(), torch::kBFloat16, /*cpu=*/true);
+                pred = unet->forward(xt, t, ctx).to(torch::kFloat32);
+            }
             const torch::Tensor target =
                 v_prediction ? a.sqrt() * noise - (1.0 - a).sqrt() * x0 : noise;
             torch::Tensor err = (pred - target).pow(2);
@@ -887,11 +892,13 @@ namespace {
 struct DemoBundle {
     ModelBundle bundle;
 
-    DemoBundle(const std::string& dir, const torch::Device& device) : bundle(ModelBundle::load(dir, on(device))) {}
+    DemoBundle(const std::string& dir, const torch::Device& device, torch::ScalarType dtype = torch::kFloat32)
+        : bundle(ModelBundle::load(dir, on(device, dtype))) {}
 
-    static ModelBundleOptions on(const torch::Device& device) {
+    static ModelBundleOptions on(const torch::Device& device, torch::ScalarType dtype) {
         ModelBundleOptions o;
         o.device = device;
+        o.dtype = dtype;
         return o;
     }
 
@@ -992,7 +999,7 @@ DemoEvalResult evaluate_demo_model(const DemoEvalOptions& opt,
         throw Error("demo-eval: --latent-blur applies to the VAE round trip: add --reconstruct");
     configure_torch_threads(opt.threads);
     require_device(opt.device, "demo-eval");
-    DemoBundle bundle(opt.model_dir, opt.device);
+    DemoBundle bundle(opt.model_dir, opt.device, opt.dtype);
     DemoEvalResult r;
     std::vector<Scene> scenes;
     r.prompts = eval_prompts(opt.seed, opt.prompts, opt.reading_order, &scenes);

@@ -70,6 +70,10 @@ struct DemoTrainOptions {
     // Which of each shape's words the attention loss supervises: a comma-separated list of "size",
     // "colour" and "class".
     std::string attention_words = "size,colour,class";
+    // The text encoder + UNet phase's forward passes under bf16 autocast on the CPU (convolutions and
+    // matmuls in bf16 on AMX / AVX512-BF16; fp32 weights, optimiser and EMA). Off by default: the
+    // shipped model was trained in fp32, and a run with it on is a different (not yet measured) model.
+    bool mixed_precision_bf16 = false;
     // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
     // min(SNR, gamma) / (SNR + 1) for v (/ SNR for epsilon), so the easy low-noise steps do not
     // dominate. 0: off (every timestep weighs 1).
@@ -282,7 +286,8 @@ struct DemoEvalOptions {
     // With reconstruct: move the latents this far (0 to 1) towards a 3x3-blurred copy before
     // decoding, as a UNet that cannot place an edge to within a cell leaves them.
     double latent_blur = 0;
-    torch::Device device = torch::kCPU;  // generation runs here (fp32); noise is drawn on the CPU
+    torch::Device device = torch::kCPU;  // generation runs here; noise is drawn on the CPU
+    torch::ScalarType dtype = torch::kFloat32;  // weights and activations (bf16: see default_dtype)
 };
 
 // One scored generation: what the prompt asked and what the scorer read from the pixels.

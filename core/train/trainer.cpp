@@ -225,8 +225,8 @@ void TrainOptions::validate() const {
     if (preview_every > 0 && probe_prompts.empty()) bad("preview_every needs probe prompts");
     if (preview_every > 0 && (probe_seeds.empty() || preview_steps <= 0))
         bad("previews need at least one seed and a positive step count");
-    if (mixed_precision != MixedPrecision::no && device.rfind("cuda", 0) != 0)
-        bad("mixed_precision needs a CUDA device (it is '" + device + "')");
+    if (mixed_precision == MixedPrecision::fp16 && device.rfind("cuda", 0) != 0)
+        bad("mixed_precision fp16 needs a CUDA device (it is '" + device + "'); on the CPU use bf16 or no");
 }
 
 TrainOptions train_preset(const std::string& name) {
@@ -494,7 +494,8 @@ torch::Tensor Trainer::model_errors(UNet2DConditionModelImpl& net, const torch::
     torch::Tensor pred;
     {
         AutocastScope autocast(amp, options_.mixed_precision == MixedPrecision::bf16 ? torch::kBFloat16
-                                                                                      : torch::kHalf);
+                                                                                      : torch::kHalf,
+                               /*cpu=*/device_.is_cpu());
         pred = net.forward(x_t, t, context);
     }
     return per_sample_mse(pred, target);  // fp32 (KTO.md)

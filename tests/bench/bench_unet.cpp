@@ -5,8 +5,11 @@
 // VAE decode), and UNet it/s in fp16 when CUDA is available. Then the shipped demo model (issue 5:
 // a 64x64 image with 20 steps and CFG in under 0.3 s): its UNet step at the CFG batch of 2 and at
 // batch 1, with one thread and with every core, next to the FLOPs that step does, and whole
-// 20-step generations, so one sees whether the time goes to arithmetic or to per-operator cost.
+// 20-step generations, so one sees whether the time goes to arithmetic or to per-operator cost;
+// the same in bf16, and SD 1.5's UNet step in bf16 against fp32 on the CPU (cpuBf16Step: AMX /
+// AVX512-BF16 where the CPU has them; see default_cpu_dtype).
 //   ctest -L bench -R bench_unet --output-on-failure        (KTO_BENCH_STEPS=N: UNet steps timed)
+//   KTO_BENCH_PROFILE_DEMO=TRACE: chrome://tracing files of ten demo UNet steps, fp32 and bf16
 // Goals (issue 4): CPU step within 1.5x of the matmul limit; peak RSS < 6 GB.
 #include <QtTest/QtTest>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -208,6 +211,40 @@ private slots:
 
     // The demo model is tiny: at 16x16 latents a UNet step is ~0.8 GFLOP, spread over hundreds of
     // operator calls, so the fixed cost of each call weighs about as much as the arithmetic.
+    // SD 1.5's UNet at 512x512, CFG batch 2, in bf16 on the CPU against fp32 in the same run: oneDNN
+    // runs bf16 convolutions and matmuls on AMX / AVX-512 BF16 where the CPU has them.
+    void cpuBf16Step() {
+        const int cores = static_cast<int>(std::thread::hardware_concurrency());
+        kto::configure_torch_threads(cores);
+        torch::NoGradGuard ng;
+        const int steps = std::max(1, qEnvironmentVariableIntValue("KTO_BENCH_STEPS") > 0
+                                          ? qEnvironmentVariableIntValue("KTO_BENCH_STEPS")
+                                          : 3);
+        const auto ucfg = kto::UNetConfig::from_json(sd15_config("unet"));
+        const double flops = 2 * unet_flops_per_sample(ucfg, 64, 64, 77);
+        torch::manual_seed(0);
+        const auto x = torch::randn({2, 4, 64, 64}), ctx = torch::randn({2, 77, 768});
+        const auto t = torch::tensor(int64_t(500));
+        for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+            kto::ModuleOptions mo;
+            mo.tensor = torch::TensorOptions().dtype(dtype);
+            kto::UNet2DConditionModel unet(ucfg, mo);
+            unet->eval();
+            const auto xx = x.to(dtype), cc = ctx.to(dtype);
+            unet->forward(xx, t, cc);  // warm-up
+            std::vector<double> times;
+            for (int i = 0; i < steps; ++i) {
+                const auto t0 = Clock::now();
+                unet->forward(xx, t, cc);
+                times.push_back(seconds_since(t0));
+            }
+            std::sort(times.begin(), times.end());
+            const double s = times[times.size() / 2];
+            std::printf("BENCH cpu sd15 unet 512x512 cfg-batch 2 %s, %d thread(s): %.2f s/step (median of %d), %.0f GFLOP/s\n",
+                        dtype == torch::kFloat32 ? "fp32" : "bf16", cores, s, steps, flops / s / 1e9);
+        }
+    }
+
     void demoModelStep() {
         const int cores = static_cast<int>(std::thread::hardware_concurrency());
         kto::configure_torch_threads(cores);
@@ -263,6 +300,37 @@ private slots:
                 std::printf("BENCH demo 64x64 generation, %d step(s), CFG 5, %d thread(s), no oneDNN: %.1f ms (median of 9)\n",
                             steps, threads, plain);
             }
+        }
+        // The same in bfloat16 (weights and activations): oneDNN runs bf16 convolutions and matmuls
+        // on AMX / AVX-512 BF16 where the CPU has them.
+        kto::ModelBundleOptions bo;
+        bo.dtype = torch::kBFloat16;
+        kto::ModelBundle bb = kto::ModelBundle::load(kto::test::demo_model_dir(), bo);
+        const auto xh = x.to(torch::kBFloat16), ch = ctx.to(torch::kBFloat16);
+        for (int threads : thread_counts) {
+            kto::configure_torch_threads(threads);
+            const double ms = median_ms(60, [&] { bb.unet->forward(xh, t, ch); });
+            std::printf("BENCH demo unet 16x16 batch 2, %d thread(s), bf16: %.2f ms/step (median of 60), %.1f GFLOP/s\n",
+                        threads, ms, flops_1 * 2 / ms / 1e6);
+            if (const char* trace = std::getenv("KTO_BENCH_PROFILE_DEMO")) {
+                // Ten steps under libtorch's profiler, fp32 and bf16: TRACE.fp32.N.json, TRACE.bf16.N.json.
+                for (const bool half : {false, true}) {
+                    std::ofstream out(std::string(trace) + (half ? ".bf16." : ".fp32.") + std::to_string(threads) + ".json");
+                    torch::autograd::profiler::RecordProfile guard(out);
+                    for (int i = 0; i < 10; ++i) {
+                        if (half) bb.unet->forward(xh, t, ch);
+                        else b.unet->forward(x, t, ctx);
+                    }
+                }
+            }
+            kto::GenerateOptions o;
+            o.prompts = {"a large green star at the top left on a white background"};
+            o.cfg = 5;
+            o.width = o.height = 64;
+            o.steps = 20;
+            const double gen = median_ms(9, [&] { kto::generate(bb, o); });
+            std::printf("BENCH demo 64x64 generation, 20 step(s), CFG 5, %d thread(s), bf16: %.1f ms (median of 9)\n",
+                        threads, gen);
         }
         kto::configure_torch_threads(cores);
     }

@@ -7,6 +7,7 @@
 #include "ui/workers/generation_worker.h"
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/compare/comparison.h"
 
 namespace kto::ui {
@@ -45,7 +46,7 @@ void ComparisonWorker::render(const ComparisonRequest& request) {
         if (cuda && !torch::cuda::is_available())
             throw Error("CUDA was chosen in Settings but libtorch finds no CUDA device; choose CPU");
         settings.device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-        settings.dtype = cuda ? torch::kFloat16 : torch::kFloat32;
+        settings.dtype = default_inference_dtype(cuda);
 
         const int total = static_cast<int>(2 * prompts.size() * seeds.size());
         int done = 0;

@@ -76,7 +76,7 @@ void GenerationWorker::generate(const GenerationRequest& request) {
             if (cuda && !torch::cuda::is_available())
                 throw Error("CUDA was chosen in Settings but libtorch finds no CUDA device; choose CPU");
             o.device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-            o.dtype = cuda ? torch::kFloat16 : torch::kFloat32;
+            o.dtype = default_inference_dtype(cuda);
             (isLoraFile(request.unet_path) ? o.lora_path : o.unet_dir) = request.unet_path.toStdString();
             auto loaded = std::make_unique<Loaded>(
                 Loaded{request.model_path, request.unet_path, device,

@@ -5,6 +5,7 @@
 
 #include "core/common/error.h"
 #include "core/common/runtime.h"
+#include "tests/support/error_check.h"
 
 class TestRuntime : public QObject {
     Q_OBJECT
@@ -13,6 +14,24 @@ private slots:
         QCOMPARE(kto::configure_torch_threads(2), 2);
         QCOMPARE(torch::get_num_threads(), 2);
         QVERIFY(QString::fromStdString(kto::torch_runtime_summary()).contains("libtorch"));
+    }
+
+    // The CPU's default dtype: bf16 only where the CPU has bf16 matrix units, KTO_CPU_DTYPE overrides,
+    // a wrong value names the variable; CUDA is always fp16.
+    void defaultDtypes() {
+        qunsetenv("KTO_CPU_DTYPE");
+        QCOMPARE(kto::default_cpu_dtype(),
+                 kto::cpu_has_bf16_matrix_units() ? c10::ScalarType::BFloat16 : c10::ScalarType::Float);
+        QCOMPARE(kto::default_inference_dtype(true), c10::ScalarType::Half);
+        qputenv("KTO_CPU_DTYPE", "fp32");
+        QCOMPARE(kto::default_cpu_dtype(), c10::ScalarType::Float);
+        QCOMPARE(kto::default_inference_dtype(false), c10::ScalarType::Float);
+        qputenv("KTO_CPU_DTYPE", "bf16");
+        QCOMPARE(kto::default_inference_dtype(false), c10::ScalarType::BFloat16);
+        QCOMPARE(kto::default_inference_dtype(true), c10::ScalarType::Half);
+        qputenv("KTO_CPU_DTYPE", "fp8");
+        kto::test::expect_error([] { kto::default_cpu_dtype(); }, "KTO_CPU_DTYPE=fp8: expected fp32 or bf16");
+        qunsetenv("KTO_CPU_DTYPE");
     }
 
     // What counts as running out of memory: std::bad_alloc, a failed libtorch allocation of an

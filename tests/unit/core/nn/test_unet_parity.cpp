@@ -48,6 +48,34 @@ private slots:
         KTO_COMPARE_TENSORS(out, g(prefix + ".out"), 1e-4, "unet " + prefix + ".out");
     }
 
+    // In bf16 on the CPU (weights and activations; group and layer norms in fp32 inside) the UNet
+    // stays close to diffusers' fp32 output: bf16 keeps 8 bits of mantissa, about 0.4% per value.
+    void bf16OnCpuStaysClose() {
+        torch::NoGradGuard ng;
+        auto half = kto::load_unet(kto::test::reference_dir() + "/tiny-sd/unet", torch::kCPU, torch::kBFloat16);
+        for (const char* n : {"t0", "t500", "t999"}) {
+            const auto prefix = std::string("cases.") + n;
+            auto t = g(prefix + ".timestep");
+            if (t.numel() == 1) t = t.reshape({});
+            const auto out = half->forward(g("sample").to(torch::kBFloat16), t, g("encoder_hidden_states").to(torch::kBFloat16));
+            QCOMPARE(out.scalar_type(), torch::kBFloat16);
+            const auto want = g(prefix + ".out");
+            const double rel = ((out.to(torch::kFloat32) - want).norm() / want.norm()).item<double>();
+            QVERIFY2(rel < 0.03, qPrintable(QString("%1: relative error %2").arg(n).arg(rel)));
+        }
+        // Norms given a bf16 input and fp32 weights (as CPU autocast leaves them), or the reverse, work
+        // and return the input's dtype.
+        kto::GroupNorm gn(2, 8, 1e-5, kto::ModuleOptions{});
+        const auto x = torch::randn({2, 8, 4, 4});
+        const auto y32 = gn->forward(x), y16 = gn->forward(x.to(torch::kBFloat16));
+        QCOMPARE(y16.scalar_type(), torch::kBFloat16);
+        QVERIFY((y16.to(torch::kFloat32) - y32).abs().max().item<double>() < 0.05);
+        gn->to(torch::kBFloat16);
+        QCOMPARE(gn->forward(x).scalar_type(), torch::kFloat32);
+        kto::LayerNorm ln(8, 1e-5, kto::ModuleOptions{});
+        QCOMPARE(ln->forward(torch::randn({3, 8}).to(torch::kBFloat16)).scalar_type(), torch::kBFloat16);
+    }
+
     void timestepShapesAgree() {
         torch::NoGradGuard ng;
         auto sample = g("sample"), ehs = g("encoder_hidden_states");

@@ -425,6 +425,29 @@ private slots:
         QVERIFY(any_tensor_differs(unets[0], unets[1]));
     }
 
+    // --mixed-precision bf16 runs the UNet phase under CPU autocast: it trains (finite losses, the
+    // attention loss included) and gives another UNet than fp32 from the same seed, still fp16 on disk.
+    void bf16AutocastTrainsTheUNet() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        std::vector<kto::TensorMap> unets;
+        for (const bool bf16 : {false, true}) {
+            kto::DemoTrainOptions o = toy_options_on_shipped_vae(base + (bf16 ? "/bf16" : "/fp32"));
+            o.cache_images = 16;
+            o.mixed_precision_bf16 = bf16;
+            std::vector<double> losses;
+            kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
+                if (p.phase == "unet") losses.push_back(p.loss);
+                return true;
+            });
+            QCOMPARE(int(losses.size()), o.unet_steps);
+            for (double l : losses) QVERIFY2(std::isfinite(l) && l > 0, std::to_string(l).c_str());
+            unets.push_back(kto::load_safetensors(o.out_dir + "/unet/diffusion_pytorch_model.safetensors"));
+            QCOMPARE(unets.back().begin()->second.scalar_type(), torch::kFloat16);
+        }
+        QVERIFY(any_tensor_differs(unets[0], unets[1]));
+    }
+
     // --init-from continues a folder: with no steps the text encoder and UNet come out as they
     // went in (its configs win over the UNet options), with steps they move on from there. The
     // reused VAE keeps its scaling factor though the continued run caches other scenes (all of them

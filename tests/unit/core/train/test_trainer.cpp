@@ -227,6 +227,36 @@ private slots:
         QVERIFY(!same(trained(0.5, -1), trained(0.5, 0)));
     }
 
+    // bf16 autocast on the CPU: accepted there (fp16 is not), the first step's KTO loss is still exactly
+    // 1/2, and the run follows the fp32 one closely without being it (the convolutions ran in bf16).
+    void cpuBf16MixedPrecision() {
+        auto o = options(false);
+        auto fp16 = o;
+        fp16.mixed_precision = kto::MixedPrecision::fp16;
+        kto::test::expect_error([&] { fp16.validate(); }, "mixed_precision fp16 needs a CUDA device");
+        o.mixed_precision = kto::MixedPrecision::bf16;
+        o.validate();
+        auto mb = load(o);
+        kto::Trainer bf(mb->parts, synthetic_set(), o);
+        auto plain = options(false);
+        auto mf = load(plain);
+        kto::Trainer fp(mf->parts, synthetic_set(), plain);
+        QVERIFY(std::abs(bf.step().loss - 0.5) < 1e-6);
+        fp.step();
+        for (int i = 0; i < 3; ++i) {
+            const double a = bf.step().loss, b = fp.step().loss;
+            // The implicit reward scales the model-minus-reference error by beta (here the default 5000),
+            // so bf16 rounding moves the loss more than it moves either error.
+            QVERIFY2(std::isfinite(a) && std::abs(a - b) < 0.1, qPrintable(QString("bf16 %1 fp32 %2").arg(a).arg(b)));
+        }
+        bool differs = false;
+        for (size_t i = 0; i < bf.trainable().size(); ++i) {
+            QCOMPARE(bf.trainable()[i].second.scalar_type(), torch::kFloat32);  // fp32 master weights
+            differs |= !torch::equal(bf.trainable()[i].second, fp.trainable()[i].second);
+        }
+        QVERIFY(differs);
+    }
+
     void optionsRoundTripAndValidate() {
         auto o = kto::train_preset("demo");
         o.objective = kto::ObjectiveKind::dpo;
