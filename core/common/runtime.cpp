@@ -141,7 +141,24 @@ bool cpu_has_bf16_matrix_units() {
     return has;
 }
 
+namespace {
+std::mutex cpu_dtype_mutex;
+std::string cpu_dtype_choice;  // guarded by cpu_dtype_mutex
+}  // namespace
+
+void set_cpu_dtype_choice(const std::string& choice) {
+    if (!choice.empty() && choice != "auto" && choice != "fp32" && choice != "bf16")
+        throw Error("CPU precision '" + choice + "': expected auto, fp32 or bf16");
+    std::lock_guard<std::mutex> lock(cpu_dtype_mutex);
+    cpu_dtype_choice = choice == "auto" ? std::string() : choice;
+}
+
 c10::ScalarType default_cpu_dtype() {
+    {
+        std::lock_guard<std::mutex> lock(cpu_dtype_mutex);
+        if (cpu_dtype_choice == "fp32") return c10::ScalarType::Float;
+        if (cpu_dtype_choice == "bf16") return c10::ScalarType::BFloat16;
+    }
     if (const char* env = std::getenv("KTO_CPU_DTYPE"); env && *env) {
         const std::string v(env);
         if (v == "fp32" || v == "float32") return c10::ScalarType::Float;

@@ -29,10 +29,12 @@ void release_free_heap(size_t keep_bytes = size_t(256) << 20);
 // and slower than fp32.
 bool cpu_has_bf16_matrix_units();
 
-// The dtype a model runs in on the CPU when the user chose none: bf16 where
-// cpu_has_bf16_matrix_units(), else fp32. KTO_CPU_DTYPE=fp32 or bf16 overrides (any other value
-// is an error naming the variable).
+// The dtype a model runs in on the CPU when the user chose none: the app's Settings choice
+// (set_cpu_dtype_choice) if any, else KTO_CPU_DTYPE=fp32 or bf16 (any other value is an error
+// naming the variable), else bf16 where cpu_has_bf16_matrix_units() and fp32 elsewhere.
 c10::ScalarType default_cpu_dtype();
+// The app's "Precision on the CPU" setting: "fp32", "bf16", or "" / "auto" for no choice. Process-wide.
+void set_cpu_dtype_choice(const std::string& choice);
 
 // fp16 on CUDA, default_cpu_dtype() on the CPU: what generation, comparison and the demo
 // model's evaluation run in unless told otherwise.

@@ -1137,6 +1137,9 @@ std::vector<DemoAlignRound> align_demo_model(const DemoAlignOptions& opt,
         // session 17, no caption dropout; session 12's figures (MODEL_CARD.md) had mirroring p=0.5 and
         // dropout 0.2.
         req.options = train_preset("demo");
+        // fp32 on every machine, as the rest of the recipe (the preset picks bf16 where the CPU has
+        // bf16 matrix units).
+        req.options.mixed_precision = MixedPrecision::no;
         req.options.objective = objective;
         req.options.steps = opt.steps;
         req.options.batch_size = opt.batch;

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/nn/autocast.h"
 #include "core/io/safetensors.h"
 #include "core/nn/lora.h"
@@ -257,6 +258,10 @@ TrainOptions train_preset(const std::string& name) {
         o.preview_every = 50;
         o.preview_steps = 20;
         o.probe_seeds = {0, 1};
+        // bf16 autocast where the CPU has bf16 matrix units (KTO_CPU_DTYPE=fp32 turns it off with the
+        // generation default): on the 2-core AMX VM this preset's KTO run took 49.7 s against 104.1 s
+        // in fp32, with the same like-rate gain (+32.5) and colour fidelity -3.4 against -2.5 points.
+        if (default_cpu_dtype() == c10::ScalarType::BFloat16) o.mixed_precision = MixedPrecision::bf16;
         return o;
     }
     throw Error("unknown training preset '" + name + "' (expected sd15 or demo)");

@@ -5,6 +5,7 @@
 //
 // Knobs (environment): KTO_BENCH_STEPS (default: the demo preset's), KTO_BENCH_PROMPTS (50), KTO_BENCH_SEEDS (4),
 // KTO_BENCH_LR (demo preset), KTO_BENCH_BETA (objective default), KTO_BENCH_BATCH (demo preset), KTO_BENCH_SCHEDULE (constant or cosine; demo preset), KTO_BENCH_FLIP (flip probability; demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
+// (the demo preset trains in bf16 where the CPU has AMX or AVX512-BF16: KTO_BENCH_SET='{"mixed_precision": "no"}' for fp32)
 // KTO_BENCH_OBJECTIVES (default "kto,sft,dpo"), KTO_BENCH_SET (a JSON object of training-config fields laid over
 // the options of every objective, e.g. '{"lambda_undesirable": 0.5, "lora": {"enabled": true}}'), KTO_BENCH_KEEP (a folder: keeps the images there, with a
 // details CSV per set: prompt, seed, liked, colours asked / right).
@@ -200,6 +201,8 @@ private slots:
             if (lora) adapters = kto::UNetLoRA::load(tuned, res.final_checkpoint + "/pytorch_lora_weights.safetensors");
             const auto imgs = renderer.render(*tuned, (root / ("after-" + obj)).string());
             after[obj] = score(imgs, details("after-" + obj));
+            std::printf("FIGURE %s mixed_precision=%s\n", obj.c_str(),
+                        req.options.mixed_precision == kto::MixedPrecision::bf16 ? "bf16 (CPU autocast)" : "no (fp32)");
             std::printf("FIGURE %s steps=%lld train_seconds=%.1f samples_per_second=%.1f like_rate=%.1f%% "
                         "(%+.1f) colour_fidelity=%.1f%% (%+.1f) position_fidelity=%.1f%% (%+.1f) "
                         "background_fidelity=%.1f%% (%+.1f)\n",

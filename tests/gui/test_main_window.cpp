@@ -21,6 +21,7 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "core/common/runtime.h"
 #include "tests/gui/gui_support.h"
 #include "ui/app/app_settings.h"
 #include "ui/app/help_overlay.h"
@@ -299,11 +300,18 @@ private slots:
             SettingsDialog dialog(w->settings(), false, w.get());
             QCOMPARE(dialog.deviceBox()->count(), 1);  // CPU only when libtorch sees no GPU
             dialog.threadsBox()->setValue(3);
+            // Precision on the CPU: automatic, fp32 or bf16; the choice sets what the app computes in.
+            QCOMPARE(dialog.cpuPrecisionBox()->count(), 3);
+            QCOMPARE(dialog.cpuPrecisionBox()->currentData().toString(), QString("auto"));
+            dialog.cpuPrecisionBox()->setCurrentIndex(dialog.cpuPrecisionBox()->findData("fp32"));
             AppSettings s = dialog.settings();
             s.defaults.steps = 7;
             w->applySettings(s);
             s.save();
             QCOMPARE(w->generatePanel()->stepsBox()->value(), 7);
+            QCOMPARE(kto::default_cpu_dtype(), c10::ScalarType::Float);
+            kto::set_cpu_dtype_choice("bf16");
+            QCOMPARE(kto::default_cpu_dtype(), c10::ScalarType::BFloat16);
             w->resize(1011, 707);
             w->showArea(MainWindow::GalleryArea);
             w->close();
@@ -311,8 +319,14 @@ private slots:
         const AppSettings loaded = AppSettings::load();
         QCOMPARE(loaded.threads, 3);
         QCOMPARE(loaded.defaults.steps, 7);
+        QCOMPARE(loaded.cpu_precision, QString("fp32"));
         auto w = openWindow(ws, true);
         QVERIFY(w);
+        QCOMPARE(kto::default_cpu_dtype(), c10::ScalarType::Float);  // the remembered choice, applied at start
+        AppSettings back = w->settings();
+        back.cpu_precision = "auto";
+        w->applySettings(back);
+        back.save();
         QCOMPARE(w->size(), QSize(1011, 707));
         QCOMPARE(w->areas()->currentIndex(), int(MainWindow::GalleryArea));
         QCOMPARE(w->generatePanel()->stepsBox()->value(), 7);

@@ -15,6 +15,8 @@ AppSettings AppSettings::load() {
     a.workspace = s.value("workspace", defaultWorkspace()).toString();
     a.device = s.value("device", a.device).toString();
     a.threads = s.value("threads", a.threads).toInt();
+    a.cpu_precision = s.value("cpuPrecision", a.cpu_precision).toString();
+    if (a.cpu_precision != "fp32" && a.cpu_precision != "bf16") a.cpu_precision = "auto";
     a.model_folders = s.value("modelFolders").toStringList();
     a.last_model = s.value("lastModel").toString();
     s.beginGroup("generation");
@@ -35,6 +37,7 @@ void AppSettings::save() const {
     s.setValue("workspace", workspace);
     s.setValue("device", device);
     s.setValue("threads", threads);
+    s.setValue("cpuPrecision", cpu_precision);
     s.setValue("modelFolders", model_folders);
     s.setValue("lastModel", last_model);
     s.beginGroup("generation");

@@ -19,6 +19,7 @@ struct AppSettings {
     QString workspace;           // folder holding studio.sqlite3, images/, runs/
     QString device = "cpu";      // "cpu" or "cuda"
     int threads = 0;             // libtorch intra-op threads; 0 = all cores
+    QString cpu_precision = "auto";  // "auto" (bf16 where the CPU has bf16 matrix units), "fp32", "bf16"
     GenerationDefaults defaults;
     QStringList model_folders;   // diffusers folders the user added
     QString last_model;          // the model picked last time (a folder path)

@@ -14,6 +14,7 @@
 #include <QTabWidget>
 #include <QThread>
 
+#include "core/common/runtime.h"
 #include "ui/app/help_overlay.h"
 #include "ui/app/settings_dialog.h"
 #include "ui/common/dialogs.h"
@@ -285,6 +286,7 @@ void MainWindow::applySettings(const AppSettings& s) {
     compare_->setDevice(s.device);
     QMetaObject::invokeMethod(worker_, [w = worker_, t = s.threads] { w->setThreads(t); }, Qt::QueuedConnection);
     device_label_->setText(s.device == "cuda" ? tr("CUDA") : tr("CPU"));
+    set_cpu_dtype_choice(s.cpu_precision.toStdString());
 }
 
 void MainWindow::showSettings() {

@@ -6,12 +6,14 @@
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
+#include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QThread>
 #include <QVBoxLayout>
 
+#include "core/common/runtime.h"
 #include "ui/common/dialogs.h"
 #include "ui/generate/generate_panel.h"
 
@@ -45,10 +47,25 @@ SettingsDialog::SettingsDialog(const AppSettings& s, bool cuda_available, QWidge
     threads_->setSpecialValueText(tr("All cores (%1)").arg(QThread::idealThreadCount()));
     threads_->setValue(s.threads);
 
+    precision_ = new QComboBox(this);
+    precision_->setObjectName("cpuPrecision");
+    precision_->addItem(cpu_has_bf16_matrix_units() ? tr("Automatic (bf16 on this CPU)") : tr("Automatic (fp32 on this CPU)"),
+                        "auto");
+    precision_->addItem(tr("fp32"), "fp32");
+    precision_->addItem(tr("bf16"), "bf16");
+    precision_->setCurrentIndex(qMax(0, precision_->findData(s.cpu_precision)));
+    precision_->setToolTip(tr("What Generate, Compare and the demo training preset compute in on the CPU. bf16 is "
+                              "several times faster where the CPU has AMX or AVX512-BF16 and slower elsewhere; "
+                              "a seed's image in bf16 is close to, not the same as, the fp32 one."));
+
     auto* general = new QFormLayout;
-    general->addRow(tr("&Workspace folder"), ws_row);
+    // A row holding a layout gets no buddy from QFormLayout, and its label would show the "&" itself.
+    auto* ws_label = new QLabel(tr("&Workspace folder"), this);
+    ws_label->setBuddy(workspace_);
+    general->addRow(ws_label, ws_row);
     general->addRow(tr("&Device"), device_);
     general->addRow(tr("&Threads"), threads_);
+    general->addRow(tr("&Precision on the CPU"), precision_);
 
     steps_ = new QSpinBox(this);
     steps_->setRange(1, 200);
@@ -96,6 +113,7 @@ AppSettings SettingsDialog::settings() const {
     s.workspace = workspace_->text().trimmed();
     s.device = device_->currentData().toString();
     s.threads = threads_->value();
+    s.cpu_precision = precision_->currentData().toString();
     s.defaults.steps = steps_->value();
     s.defaults.cfg = cfg_->value();
     s.defaults.sampler = sampler_->currentText();

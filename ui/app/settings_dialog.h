@@ -21,12 +21,14 @@ public:
     QLineEdit* workspaceEdit() const { return workspace_; }
     QComboBox* deviceBox() const { return device_; }
     QSpinBox* threadsBox() const { return threads_; }
+    QComboBox* cpuPrecisionBox() const { return precision_; }
 
 private:
     AppSettings base_;
     QLineEdit* workspace_;
     QComboBox* device_;
     QSpinBox* threads_;
+    QComboBox* precision_;
     QSpinBox* steps_;
     QDoubleSpinBox* cfg_;
     QComboBox* sampler_;

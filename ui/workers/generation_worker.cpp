@@ -67,8 +67,10 @@ void GenerationWorker::generate(const GenerationRequest& request) {
         QString note;
         const QString device = deviceForInference(request.device, &note);
         if (!note.isEmpty()) emit status(note);
+        // Settings' "Precision on the CPU" may have changed since the model was loaded.
+        const torch::ScalarType dtype = default_inference_dtype(device == "cuda");
         if (!loaded_ || loaded_->model_path != request.model_path || loaded_->unet_path != request.unet_path ||
-            loaded_->device != device) {
+            loaded_->device != device || loaded_->bundle.dtype != dtype) {
             loaded_.reset();  // free the old model before loading the next
             emit status(tr("Loading %1…").arg(request.model_name));
             ModelBundleOptions o;
@@ -76,7 +78,7 @@ void GenerationWorker::generate(const GenerationRequest& request) {
             if (cuda && !torch::cuda::is_available())
                 throw Error("CUDA was chosen in Settings but libtorch finds no CUDA device; choose CPU");
             o.device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-            o.dtype = default_inference_dtype(cuda);
+            o.dtype = dtype;
             (isLoraFile(request.unet_path) ? o.lora_path : o.unet_dir) = request.unet_path.toStdString();
             auto loaded = std::make_unique<Loaded>(
                 Loaded{request.model_path, request.unet_path, device,

@@ -31,6 +31,13 @@ private slots:
         QCOMPARE(kto::default_inference_dtype(true), c10::ScalarType::Half);
         qputenv("KTO_CPU_DTYPE", "fp8");
         kto::test::expect_error([] { kto::default_cpu_dtype(); }, "KTO_CPU_DTYPE=fp8: expected fp32 or bf16");
+        // The app's Settings choice wins over the variable; "auto" hands back to it.
+        qputenv("KTO_CPU_DTYPE", "bf16");
+        kto::set_cpu_dtype_choice("fp32");
+        QCOMPARE(kto::default_cpu_dtype(), c10::ScalarType::Float);
+        kto::set_cpu_dtype_choice("auto");
+        QCOMPARE(kto::default_cpu_dtype(), c10::ScalarType::BFloat16);
+        kto::test::expect_error([] { kto::set_cpu_dtype_choice("fp64"); }, "expected auto, fp32 or bf16");
         qunsetenv("KTO_CPU_DTYPE");
     }
 
