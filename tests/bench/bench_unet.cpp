@@ -130,6 +130,12 @@ double unet_flops_per_sample(const kto::UNetConfig& c, int64_t h, int64_t w, int
     return 2.0 * macs;
 }
 
+// SD 1.5 UNet steps timed: KTO_BENCH_STEPS, default 3.
+int bench_steps() {
+    const int n = qEnvironmentVariableIntValue("KTO_BENCH_STEPS");
+    return n > 0 ? n : 3;
+}
+
 }  // namespace
 
 class BenchUNet : public QObject {
@@ -142,9 +148,7 @@ private slots:
         // attention score slice of 64x64 latents is a fresh mmap, page-faulted and zeroed).
         kto::configure_torch_threads(cores);
         torch::NoGradGuard ng;
-        const int steps = std::max(1, qEnvironmentVariableIntValue("KTO_BENCH_STEPS") > 0
-                                          ? qEnvironmentVariableIntValue("KTO_BENCH_STEPS")
-                                          : 3);
+        const int steps = bench_steps();
         const auto ucfg = kto::UNetConfig::from_json(sd15_config("unet"));
         auto t0 = Clock::now();
         kto::UNet2DConditionModel unet(ucfg);
@@ -209,17 +213,13 @@ private slots:
         QVERIFY(peak_rss_gb() < 6.0);
     }
 
-    // The demo model is tiny: at 16x16 latents a UNet step is ~0.8 GFLOP, spread over hundreds of
-    // operator calls, so the fixed cost of each call weighs about as much as the arithmetic.
     // SD 1.5's UNet at 512x512, CFG batch 2, in bf16 on the CPU against fp32 in the same run: oneDNN
     // runs bf16 convolutions and matmuls on AMX / AVX-512 BF16 where the CPU has them.
     void cpuBf16Step() {
         const int cores = static_cast<int>(std::thread::hardware_concurrency());
         kto::configure_torch_threads(cores);
         torch::NoGradGuard ng;
-        const int steps = std::max(1, qEnvironmentVariableIntValue("KTO_BENCH_STEPS") > 0
-                                          ? qEnvironmentVariableIntValue("KTO_BENCH_STEPS")
-                                          : 3);
+        const int steps = bench_steps();
         const auto ucfg = kto::UNetConfig::from_json(sd15_config("unet"));
         const double flops = 2 * unet_flops_per_sample(ucfg, 64, 64, 77);
         torch::manual_seed(0);
@@ -245,6 +245,8 @@ private slots:
         }
     }
 
+    // The demo model is tiny: at 16x16 latents a UNet step is ~0.8 GFLOP, spread over hundreds of
+    // operator calls, so the fixed cost of each call weighs about as much as the arithmetic.
     void demoModelStep() {
         const int cores = static_cast<int>(std::thread::hardware_concurrency());
         kto::configure_torch_threads(cores);
