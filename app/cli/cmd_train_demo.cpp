@@ -7,6 +7,7 @@
 #include "app/cli/command.h"
 #include "app/cli/sampling_options.h"
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/train/demo_model.h"
 #include "storage/dataset/csv.h"
 #include "storage/store/workspace.h"
@@ -82,12 +83,12 @@ kto::cli::CommandRegistrar train_reg{
                         "Weight of token-level attention supervision (TokenCompose): each named shape's size, "
                         "colour and class tokens should draw the attention of the shape's own cells (0: off)")
              ->capture_default_str();
-         auto precision = std::make_shared<std::string>("no");
+         auto precision = std::make_shared<std::string>("auto");
          sub.add_option("--mixed-precision", *precision,
-                        "Text encoder + UNet phase on the CPU: no (fp32, the recipe) or bf16 (autocast; "
-                        "several times faster convolutions where the CPU has AMX or AVX512-BF16)")
-             ->check(CLI::IsMember({"no", "bf16"}))
-             ->each([opt](const std::string& v) { opt->mixed_precision_bf16 = v == "bf16"; })
+                        "Text encoder + UNet phase on the CPU: no (fp32), bf16 (autocast; several times faster "
+                        "convolutions where the CPU has AMX or AVX512-BF16) or auto (bf16 where the CPU has "
+                        "them, unless KTO_CPU_DTYPE=fp32; else fp32)")
+             ->check(CLI::IsMember({"auto", "no", "bf16"}))
              ->capture_default_str();
          sub.add_option("--attention-words", opt->attention_words,
                         "Which of each shape's words the attention loss supervises: a comma-separated list of "
@@ -97,6 +98,15 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--unet-lr", opt->unet_lr, "Text encoder + UNet peak learning rate")->capture_default_str();
          sub.add_option("--unet-lr-floor", opt->unet_lr_floor,
                         "Share of --unet-lr the cosine schedule ends at")
+             ->capture_default_str();
+         sub.add_option("--unet-rounds", opt->unet_rounds,
+                        "Continuation rounds after the text encoder + UNet phase, each from the weights the one "
+                        "before ended with (as saved, fp16), with a fresh optimizer and EMA (0: none)")
+             ->capture_default_str();
+         sub.add_option("--unet-round-steps", opt->unet_round_steps, "Steps of each continuation round")
+             ->capture_default_str();
+         sub.add_option("--unet-round-lr", opt->unet_round_lr,
+                        "Constant learning rate of the continuation rounds (after a short warm-up)")
              ->capture_default_str();
          sub.add_option("--unet-channels", opt->unet_channels,
                         "UNet block_out_channels, one resolution level each (e.g. 48,96,96)")
@@ -193,9 +203,11 @@ kto::cli::CommandRegistrar train_reg{
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to train: cpu, cuda or cuda:N (the shipped model: cpu)")
              ->capture_default_str();
-         return [opt, refine_only, align_only, device] {
+         return [opt, refine_only, align_only, device, precision] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              opt->device = kto::cli::parse_device(*device);
+             opt->mixed_precision_bf16 =
+                 *precision == "bf16" || (*precision == "auto" && opt->device.is_cpu() && kto::default_cpu_dtype() == torch::kBFloat16);
              if (*align_only) {
                  kto::DemoAlignOptions a = kto::demo_alignment(*opt);
                  if (a.rounds <= 0) a.rounds = 1;
@@ -218,7 +230,7 @@ kto::cli::CommandRegistrar train_reg{
                  const bool phase_end = p.step == p.total;
                  if (p.phase != last_phase || phase_end || p.step % 25 == 0) {
                      std::fprintf(stderr, "\r%-7s %6d/%-6d loss %.4f", p.phase.c_str(), p.step, p.total, p.loss);
-                     if (opt->attention_loss_weight > 0 && p.phase == "unet")
+                     if (opt->attention_loss_weight > 0 && p.phase.rfind("unet", 0) == 0)
                          std::fprintf(stderr, " attention %.4f", p.attention_loss);
                      std::fprintf(stderr, "  %6.0f s", p.elapsed_s);
                      if (phase_end) std::fprintf(stderr, "\n");

@@ -477,6 +477,9 @@ void train_demo_model(const DemoTrainOptions& opt,
         throw Error("train-demo: --text-width must be a positive multiple of 16 (one attention head per 16 channels)");
     if (opt.text_layers < 1) throw Error("train-demo: --text-layers must be >= 1");
     if (!(opt.unet_lr_floor >= 0 && opt.unet_lr_floor <= 1)) throw Error("train-demo: --unet-lr-floor must be in [0, 1]");
+    if (opt.unet_rounds < 0 || opt.unet_round_steps < 0)
+        throw Error("train-demo: --unet-rounds and --unet-round-steps must be >= 0 (0 rounds: none)");
+    if (opt.unet_rounds > 0 && !(opt.unet_round_lr > 0)) throw Error("train-demo: --unet-round-lr must be > 0");
     if (opt.decoder_steps > 0) check_decoder_options(decoder_refinement(opt));
     if (opt.align_rounds < 0) throw Error("train-demo: --align-rounds must be >= 0");
     if (opt.align_rounds > 0) check_align_options(demo_alignment(opt));
@@ -614,10 +617,24 @@ void train_demo_model(const DemoTrainOptions& opt,
     }
     text->to(dev);
     unet->to(dev);
-    {
-        std::vector<torch::Tensor> params = unet->parameters();
-        for (auto& p : text->parameters()) params.push_back(p);
-        torch::optim::AdamW adam(params, torch::optim::AdamWOptions(opt.unet_lr).weight_decay(1e-2));
+    std::vector<torch::Tensor> params = unet->parameters();
+    for (auto& p : text->parameters()) params.push_back(p);
+    // With zero terminal SNR, the table the saved scheduler config gives at sampling time (the
+    // app's own DDIM built from it), so training and sampling agree on every timestep.
+    const torch::Tensor acp =
+        (opt.zero_terminal_snr
+             ? make_scheduler("ddim", SchedulerConfig::from_json(demo_scheduler_config(opt.prediction_type, true),
+                                                                 "demo scheduler"))
+                   ->alphas_cumprod()
+                   .clone()
+             : sd_alphas_cumprod())
+            .to(dev);
+    // One run of text encoder + UNet training: `steps` steps from the weights as they are, a fresh
+    // AdamW and EMA, the LR warmed up linearly and then cosine-decayed from `lr` to `lr * lr_floor`;
+    // the EMA weights replace the trained ones at the end. Every run draws the same batch and noise
+    // streams (as a new train-demo --init-from run does).
+    auto train_text_unet = [&](const std::string& phase, int steps, double lr_peak, double lr_floor) {
+        torch::optim::AdamW adam(params, torch::optim::AdamWOptions(lr_peak).weight_decay(1e-2));
         // Exponential moving average of the weights (what is saved): smoother samples than the
         // last optimiser step. Decay warms up as min(ema_decay, (1 + step) / (10 + step)).
         std::vector<torch::Tensor> ema_params;
@@ -625,25 +642,15 @@ void train_demo_model(const DemoTrainOptions& opt,
             torch::NoGradGuard no_grad;
             for (const auto& p : params) ema_params.push_back(p.detach().clone());
         }
-        // With zero terminal SNR, the table the saved scheduler config gives at sampling time (the
-        // app's own DDIM built from it), so training and sampling agree on every timestep.
-        const torch::Tensor acp =
-            (opt.zero_terminal_snr
-                 ? make_scheduler("ddim", SchedulerConfig::from_json(demo_scheduler_config(opt.prediction_type, true),
-                                                                     "demo scheduler"))
-                       ->alphas_cumprod()
-                       .clone()
-                 : sd_alphas_cumprod())
-                .to(dev);
         auto gen = at::detail::createCPUGenerator(opt.seed + 3);
         Rng rng(opt.seed, 3);
         double ema = 0;
-        const int warmup = std::min(200, std::max(1, opt.unet_steps / 10));
+        const int warmup = std::min(200, std::max(1, steps / 10));
         const bool attend = opt.attention_loss_weight > 0;
         AttentionProbe attention_maps;
         if (attend) unet->set_attention_probe(&attention_maps);
         double attention_ema = 0;
-        for (int step = 0; step < opt.unet_steps; ++step) {
+        for (int step = 0; step < steps; ++step) {
             std::vector<int64_t> idx;
             std::vector<std::string> captions;
             std::vector<Scene> batch_scenes;
@@ -701,8 +708,8 @@ void train_demo_model(const DemoTrainOptions& opt,
             objective.backward();
             torch::nn::utils::clip_grad_norm_(params, 1.0);
             const double warm = std::min(1.0, double(step + 1) / warmup);
-            const double cosine = 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.unet_steps)));
-            const double lr = opt.unet_lr * warm * (opt.unet_lr_floor + (1.0 - opt.unet_lr_floor) * cosine);
+            const double cosine = 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, steps)));
+            const double lr = lr_peak * warm * (lr_floor + (1.0 - lr_floor) * cosine);
             for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
             adam.step();
             {
@@ -711,13 +718,22 @@ void train_demo_model(const DemoTrainOptions& opt,
                 for (size_t i = 0; i < params.size(); ++i) ema_params[i].mul_(d).add_(params[i].detach(), 1.0 - d);
             }
             ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
-            report("unet", step + 1, opt.unet_steps, ema, attention_ema);
+            report(phase, step + 1, steps, ema, attention_ema);
         }
         attention_maps.clear();
         unet->set_attention_probe(nullptr);
         torch::NoGradGuard no_grad;
         if (opt.ema_decay > 0)
             for (size_t i = 0; i < params.size(); ++i) params[i].copy_(ema_params[i]);
+    };
+    train_text_unet("unet", opt.unet_steps, opt.unet_lr, opt.unet_lr_floor);
+    for (int round = 1; round <= opt.unet_rounds; ++round) {
+        {
+            // The weights a saved folder would hold, as the round's --init-from equivalent loads them.
+            torch::NoGradGuard no_grad;
+            for (auto& p : params) p.copy_(p.to(torch::kHalf).to(p.scalar_type()));
+        }
+        train_text_unet("unet+" + std::to_string(round), opt.unet_round_steps, opt.unet_round_lr, 1.0);
     }
 
     // ---- Write the diffusers folder (fp16 weights).

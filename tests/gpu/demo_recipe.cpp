@@ -82,6 +82,9 @@ int main(int argc, char** argv) {
         take("unet-batch", o.unet_batch, as_int);
         take("unet-lr", o.unet_lr, as_double);
         take("unet-lr-floor", o.unet_lr_floor, as_double);
+        take("unet-rounds", o.unet_rounds, as_int);
+        take("unet-round-steps", o.unet_round_steps, as_int);
+        take("unet-round-lr", o.unet_round_lr, as_double);
         take("unet-channels", o.unet_channels, parse_int_list);
         take("unet-plain-levels", o.unet_plain_levels, as_int);
         take("unet-layers", o.unet_layers, as_int);

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <numeric>
 #include <optional>
 #include <set>
@@ -39,6 +40,7 @@ kto::DemoTrainOptions toy_options(const std::string& out) {
     o.vae_shape_weight = 10;
     o.unet_shape_weight = 4;
     o.decoder_steps = 2;
+    o.unet_rounds = 0;
     o.threads = 1;
     return o;
 }
@@ -149,6 +151,9 @@ private slots:
         refused([](auto& o) { o.unet_plain_levels = -1; }, "--unet-plain-levels");
         refused([](auto& o) { o.unet_layers = 0; }, "--unet-layers");
         refused([](auto& o) { o.unet_lr_floor = 1.5; }, "--unet-lr-floor");
+        refused([](auto& o) { o.unet_rounds = -1; }, "--unet-rounds");
+        refused([](auto& o) { o.unet_rounds = 1, o.unet_round_steps = -5; }, "--unet-round-steps");
+        refused([](auto& o) { o.unet_rounds = 1, o.unet_round_lr = 0; }, "--unet-round-lr");
         refused([](auto& o) { o.min_snr_gamma = -1; }, "--min-snr-gamma");
         refused([](auto& o) { o.two_shape_share = 1.5; }, "--two-shape-share");
         refused([](auto& o) { o.two_shape_share = -0.1; }, "--two-shape-share");
@@ -492,6 +497,51 @@ private slots:
         kto::DemoTrainOptions other = toy_options(base + "/other");
         other.init_from = base + "/tampered";
         kto::test::expect_error([&] { kto::train_demo_model(other); }, "tokenizer/merges.txt differs");
+    }
+
+    // Continuation rounds are --init-from runs folded into one: a run with two rounds writes, byte
+    // for byte, the folder that the phase alone and then two --init-from runs of the round's steps at
+    // a constant LR write (each from the folder before, its fp16 weights and VAE). The rounds report
+    // as phases "unet+1", "unet+2" with their own step counts.
+    void unetRoundsAreInitFromRunsInOne() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        kto::DemoTrainOptions o = toy_options_on_shipped_vae(base + "/rounds");
+        o.cache_images = 16;
+        o.unet_steps = 3;
+        o.unet_rounds = 2;
+        o.unet_round_steps = 2;
+        o.unet_round_lr = 2e-4;
+        std::vector<std::string> reported;  // "phase step/total" of each UNet step
+        kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
+            if (p.phase.rfind("unet", 0) == 0)
+                reported.push_back(p.phase + " " + std::to_string(p.step) + "/" + std::to_string(p.total));
+            return true;
+        });
+        QCOMPARE(reported, (std::vector<std::string>{"unet 1/3", "unet 2/3", "unet 3/3", "unet+1 1/2", "unet+1 2/2",
+                                                     "unet+2 1/2", "unet+2 2/2"}));
+
+        kto::DemoTrainOptions chain = o;
+        chain.out_dir = base + "/r0";
+        chain.unet_rounds = 0;
+        kto::train_demo_model(chain);
+        for (const char* next : {"/r1", "/r2"}) {
+            chain.init_from = chain.vae_from = chain.out_dir;
+            chain.out_dir = base + next;
+            chain.unet_steps = o.unet_round_steps;
+            chain.unet_lr = o.unet_round_lr;
+            chain.unet_lr_floor = 1.0;
+            kto::train_demo_model(chain);
+        }
+        for (const char* file : {"/unet/diffusion_pytorch_model.safetensors", "/text_encoder/model.safetensors",
+                                 "/vae/diffusion_pytorch_model.safetensors", "/tokenizer/merges.txt"}) {
+            std::ifstream a(o.out_dir + file, std::ios::binary), b(chain.out_dir + file, std::ios::binary);
+            const std::string bytes_a((std::istreambuf_iterator<char>(a)), {}), bytes_b((std::istreambuf_iterator<char>(b)), {});
+            QVERIFY2(!bytes_a.empty() && bytes_a == bytes_b, file);
+        }
+        // Rounds move the weights: without them the folder is r0's.
+        QVERIFY(any_tensor_differs(kto::load_safetensors(o.out_dir + "/unet/diffusion_pytorch_model.safetensors"),
+                                   kto::load_safetensors(base + "/r0/unet/diffusion_pytorch_model.safetensors")));
     }
 
     // The UNet options shape what is saved: block_out_channels, layers_per_block, and which levels
