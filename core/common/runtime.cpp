@@ -7,6 +7,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#include <dlfcn.h>
 #include <unistd.h>
 #if TORCH_VERSION_MAJOR < 2
 #include <c10/core/CPUAllocator.h>
@@ -20,6 +21,7 @@
 #endif
 
 #include <atomic>
+#include <cctype>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -70,6 +72,66 @@ void enable_huge_pages_for_tensors() {
 #endif
 }
 
+#if defined(__x86_64__)
+// The OpenBLAS kernel set that suits this CPU by its features: "Cooperlake" (AVX-512 with BF16),
+// "SkylakeX" (AVX-512 F/CD/BW/DQ/VL), "Haswell" (AVX2 + FMA), each only where the OS saves the
+// register state it needs; "" for none of them.
+std::string openblas_core_for_cpu_features() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid_max(0, nullptr) < 7) return {};
+    __cpuid_count(1, 0, a, b, c, d);
+    if (!(c & (1u << 27))) return {};  // OSXSAVE
+    const bool fma = (c >> 12) & 1u;
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const bool ymm_state = (lo & 0x6u) == 0x6u;
+    const bool zmm_state = (lo & 0xE6u) == 0xE6u;
+    __cpuid_count(7, 0, a, b, c, d);
+    const bool avx2 = (b >> 5) & 1u;
+    const unsigned avx512 = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);  // F DQ CD BW VL
+    const bool skylakex = (b & avx512) == avx512;
+    __cpuid_count(7, 1, a, b, c, d);
+    const bool avx512_bf16 = (a >> 5) & 1u;
+    if (skylakex && zmm_state) return avx512_bf16 ? "Cooperlake" : "SkylakeX";
+    if (avx2 && fma && ymm_state) return "Haswell";
+    return {};
+}
+#endif
+
+std::string g_openblas_note;  // set once by configure_openblas_kernels
+
+// Debian 12's OpenBLAS (0.3.21, built for many CPUs) picks its kernels by CPU model number, and
+// on a CPU newer than itself (Emerald Rapids, model 0xCF) it takes its Prescott (SSE3) kernels:
+// fp32 matrix products 4x slower (1024x1024 sgemm on 2 cores: 13 against 54 GFLOP/s), the VAE
+// phase of train-demo 25% slower. Where it reports Prescott on a CPU with AVX2 or AVX-512, this
+// sets OPENBLAS_CORETYPE (OpenBLAS's own override) to the kernels the features allow and has
+// OpenBLAS choose again, before any matrix product runs. A user's OPENBLAS_CORETYPE is left alone;
+// without OpenBLAS (MKL in libtorch 2.x builds) nothing happens: its entry points are looked up
+// at run time.
+void configure_openblas_kernels() {
+    using NameFn = char* (*)();
+    using VoidFn = void (*)();
+    const auto corename = reinterpret_cast<NameFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+    const auto quit = reinterpret_cast<VoidFn>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+    const auto init = reinterpret_cast<VoidFn>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+    if (!corename) return;
+    const std::string detected = corename() ? corename() : "";
+    g_openblas_note = "OpenBLAS " + detected;
+#if defined(__x86_64__)
+    if (std::getenv("OPENBLAS_CORETYPE") || !quit || !init) return;
+    std::string lower = detected;
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower != "prescott") return;
+    const std::string wanted = openblas_core_for_cpu_features();
+    if (wanted.empty()) return;
+    setenv("OPENBLAS_CORETYPE", wanted.c_str(), 0);
+    quit();
+    init();
+    const std::string now = corename() ? corename() : "";
+    g_openblas_note = "OpenBLAS " + now + (now != detected ? " (it detected " + detected + ")" : "");
+#endif
+}
+
 }  // namespace
 
 bool configure_allocator() {
@@ -104,8 +166,19 @@ void release_free_heap(size_t keep_bytes) {
 #endif
 }
 
+std::string openblas_kernels() {
+    configure_blas();
+    return g_openblas_note;
+}
+
+void configure_blas() {
+    static std::once_flag once;
+    std::call_once(once, configure_openblas_kernels);
+}
+
 int configure_torch_threads(int threads) {
     configure_allocator();
+    configure_blas();
     if (threads <= 0) {
         if (const char* env = std::getenv("KTO_THREADS")) threads = std::atoi(env);
     }
@@ -177,7 +250,8 @@ std::string torch_runtime_summary() {
     os << "libtorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "."
        << TORCH_VERSION_PATCH << " (" << (torch::cuda::is_available() ? "CUDA available" : "CPU")
        << ", " << torch::get_num_threads() << " threads"
-       << (cpu_has_bf16_matrix_units() ? ", bf16 matrix units" : "") << ")";
+       << (cpu_has_bf16_matrix_units() ? ", bf16 matrix units" : "")
+       << (openblas_kernels().empty() ? "" : ", " + openblas_kernels()) << ")";
     return os.str();
 }
 

@@ -14,6 +14,14 @@ namespace kto {
 // off. Returns whether it is on. configure_torch_threads calls it; call it before the first tensor.
 bool configure_allocator();
 
+// Makes sure OpenBLAS (when libtorch uses it) runs kernels that fit this CPU: Debian 12's OpenBLAS
+// falls back to its SSE3 (Prescott) kernels on CPUs newer than itself, 4x slower for fp32 matrix
+// products; there it is told the kernels that the CPU's AVX2 / AVX-512 allow. Once per process, before
+// the first matrix product; configure_torch_threads calls it. A set OPENBLAS_CORETYPE is kept.
+void configure_blas();
+// "OpenBLAS SkylakeX", "OpenBLAS Cooperlake (it detected Prescott)", or "" without OpenBLAS.
+std::string openblas_kernels();
+
 // Sets libtorch's intra-op thread count: `threads` if > 0, else KTO_THREADS, else the
 // number of online cores (Debian's libtorch starts with one thread). Returns the count set.
 int configure_torch_threads(int threads = 0);

@@ -16,6 +16,25 @@ private slots:
         QVERIFY(QString::fromStdString(kto::torch_runtime_summary()).contains("libtorch"));
     }
 
+    // OpenBLAS runs kernels that fit the CPU: on a CPU with AVX2 never its SSE3 (Prescott) fallback,
+    // which Debian 12's OpenBLAS picks on CPUs newer than itself; matrix products stay right.
+    void openblasRunsKernelsThatFitTheCpu() {
+        kto::configure_torch_threads(2);
+        const QString note = QString::fromStdString(kto::openblas_kernels());
+        if (note.isEmpty()) QSKIP("libtorch does not use OpenBLAS here");
+        QVERIFY(QString::fromStdString(kto::torch_runtime_summary()).contains(note));
+        const QString current = note.section(' ', 1, 1);
+#if defined(__x86_64__)
+        if (__builtin_cpu_supports("avx2") && !qEnvironmentVariableIsSet("OPENBLAS_CORETYPE"))
+            QVERIFY2(current.compare("Prescott", Qt::CaseInsensitive) != 0, qPrintable(note));
+#endif
+        torch::manual_seed(1);
+        const auto a = torch::randn({300, 200}), b = torch::randn({200, 100});
+        const auto want = torch::mm(a.to(torch::kDouble), b.to(torch::kDouble));
+        const double err = (torch::mm(a, b).to(torch::kDouble) - want).abs().max().item<double>();
+        QVERIFY2(err < 1e-3, qPrintable(QString("sgemm error %1 with %2").arg(err).arg(note)));
+    }
+
     // The CPU's default dtype: bf16 only where the CPU has bf16 matrix units, KTO_CPU_DTYPE overrides,
     // a wrong value names the variable; CUDA is always fp16.
     void defaultDtypes() {
