@@ -87,7 +87,7 @@ int run_compare(const CompareArgs& a) {
 
     CompareSettings settings;
     settings.device = parse_device(a.device);
-    settings.dtype = parse_dtype(a.dtype, settings.device);
+    settings.dtype = parse_dtype(a.dtype, settings.device, model);
     settings.steps = a.steps;
     settings.cfg = a.cfg;
     settings.sampler = a.sampler;
@@ -178,7 +178,7 @@ CommandRegistrar reg{
          sub.add_option("--size", a->size, "WIDTHxHEIGHT in pixels, multiples of 8 (default: the model's)");
          sub.add_option("--negative", a->negative, "Negative prompt for every prompt");
          sub.add_option("--device", a->device, "cpu (default), cuda or cuda:N");
-         sub.add_option("--dtype", a->dtype, "fp32, fp16 or bf16 (default: fp16 on CUDA; on the CPU bf16 where it has AMX or AVX512-BF16, else fp32; KTO_CPU_DTYPE=fp32 or bf16 sets the CPU default)");
+         sub.add_option("--dtype", a->dtype, "fp32, fp16 or bf16 (default: fp16 on CUDA; on the CPU fp32 for a small UNet such as the demo model's, else bf16 where it has AMX or AVX512-BF16, else fp32; KTO_CPU_DTYPE=fp32 or bf16 sets the CPU default)");
          return [a] { return run_compare(*a); };
      }}};
 

@@ -58,7 +58,7 @@ int run_generate(const GenerateArgs& a) {
 
     ModelBundleOptions mo;
     mo.device = device;
-    mo.dtype = parse_dtype(a.dtype, device);
+    mo.dtype = parse_dtype(a.dtype, device, model);
     mo.unet_dir = a.unet;
     mo.lora_path = a.lora;
     auto bundle = ModelBundle::load(model, mo);
@@ -155,7 +155,7 @@ CommandRegistrar reg{{"generate", "Generate images from a prompt and write PNGs 
                           sub.add_option("--lora", a->lora, "LoRA weights (.safetensors) applied to the UNet");
                           sub.add_option("--batch", a->batch, "Images per prompt (default 1)")->check(CLI::Range(1, 64));
                           sub.add_option("--device", a->device, "cpu (default), cuda or cuda:N");
-                          sub.add_option("--dtype", a->dtype, "fp32, fp16 or bf16 (default: fp16 on CUDA; on the CPU bf16 where it has AMX or AVX512-BF16, else fp32; KTO_CPU_DTYPE=fp32 or bf16 sets the CPU default)");
+                          sub.add_option("--dtype", a->dtype, "fp32, fp16 or bf16 (default: fp16 on CUDA; on the CPU fp32 for a small UNet such as the demo model's, else bf16 where it has AMX or AVX512-BF16, else fp32; KTO_CPU_DTYPE=fp32 or bf16 sets the CPU default)");
                           auto* ws = sub.add_option("--workspace", a->workspace,
                                                     "Also record the generation and images in this workspace");
                           return [a, ws] {

@@ -283,7 +283,7 @@ kto::cli::CommandRegistrar eval_reg{
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to generate: cpu, cuda or cuda:N")->capture_default_str();
          auto dtype = std::make_shared<std::string>();
-         sub.add_option("--dtype", *dtype, "fp32, fp16 or bf16 (default: as generate: fp16 on CUDA; on the CPU bf16 where it has AMX or AVX512-BF16, else fp32)");
+         sub.add_option("--dtype", *dtype, "fp32, fp16 or bf16 (default: as generate: fp16 on CUDA; on the CPU fp32 for a small UNet such as the demo model's, else bf16 where the CPU has AMX or AVX512-BF16, else fp32)");
          auto distances = std::make_shared<bool>(false);
          sub.add_flag("--latent-distances", *distances,
                       "Only print how far apart the named colours lie in the latent space (RMS of the "
@@ -307,7 +307,7 @@ kto::cli::CommandRegistrar eval_reg{
              }
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              opt->device = kto::cli::parse_device(*device);
-             opt->dtype = kto::cli::parse_dtype(*dtype, opt->device);
+             opt->dtype = kto::cli::parse_dtype(*dtype, opt->device, opt->model_dir);
              // Refuse a details path that cannot be written before minutes of generation, not after.
              const std::filesystem::path parent = std::filesystem::path(*details).parent_path();
              if (!details->empty() && !parent.empty() && !std::filesystem::is_directory(parent))

@@ -4,6 +4,7 @@
 
 #include "core/common/error.h"
 #include "core/common/runtime.h"
+#include "core/pipeline/pipeline.h"
 #include "core/sampling/scheduler_config.h"
 
 namespace kto::cli {
@@ -20,8 +21,10 @@ torch::Device parse_device(const std::string& text) {
     return device;
 }
 
-torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device) {
-    if (s.empty()) return kto::default_inference_dtype(device.is_cuda());
+torch::ScalarType parse_dtype(const std::string& s, const torch::Device& device, const std::string& model) {
+    if (s.empty())
+        return model.empty() ? kto::default_inference_dtype(device.is_cuda())
+                             : kto::default_model_dtype(model, device.is_cuda());
     if (s == "fp32" || s == "float32") return torch::kFloat32;
     if (s == "fp16" || s == "float16") return torch::kFloat16;
     if (s == "bf16" || s == "bfloat16") return torch::kBFloat16;

@@ -12,7 +12,9 @@ namespace kto::cli {
 torch::Device parse_device(const std::string& text);
 // fp32 | fp16 | bf16 (or float32 / float16 / bfloat16); empty: kto::default_inference_dtype (fp16 on
 // CUDA; on the CPU bf16 where it has bf16 matrix units, else fp32; KTO_CPU_DTYPE overrides).
-torch::ScalarType parse_dtype(const std::string& text, const torch::Device& device);
+// With a model: empty is kto::default_model_dtype (a small UNet such as the demo model's in fp32 where
+// the automatic CPU choice would be bf16).
+torch::ScalarType parse_dtype(const std::string& text, const torch::Device& device, const std::string& model = "");
 // "WIDTHxHEIGHT", both positive.
 std::pair<int, int> parse_size(const std::string& text);
 // "ddim, pndm, ..." for an option's help text.

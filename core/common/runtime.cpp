@@ -241,6 +241,15 @@ c10::ScalarType default_cpu_dtype() {
     return cpu_has_bf16_matrix_units() ? c10::ScalarType::BFloat16 : c10::ScalarType::Float;
 }
 
+bool cpu_dtype_chosen() {
+    {
+        std::lock_guard<std::mutex> lock(cpu_dtype_mutex);
+        if (!cpu_dtype_choice.empty()) return true;
+    }
+    const char* env = std::getenv("KTO_CPU_DTYPE");
+    return env && *env;
+}
+
 c10::ScalarType default_inference_dtype(bool cuda) {
     return cuda ? c10::ScalarType::Half : default_cpu_dtype();
 }

@@ -9,6 +9,7 @@
 #include "core/common/error.h"
 #include "core/common/runtime.h"
 #include "core/io/model_folder.h"
+#include "core/io/safetensors.h"
 #include "core/pipeline/single_file.h"
 
 namespace kto {
@@ -47,6 +48,32 @@ ModelBundle ModelBundle::load(const std::string& path, const ModelBundleOptions&
         b.lora = std::shared_ptr<UNetLoRA>(std::move(lora));
     }
     return b;
+}
+
+int64_t unet_parameter_count(const std::string& model_path) {
+    try {
+        std::error_code ec;
+        const bool file = fs::is_regular_file(model_path, ec);
+        const std::string weights = file ? model_path : find_weights_file(component_dir(model_path, "unet"));
+        if (fs::path(weights).extension() != ".safetensors") return -1;  // a sharded index
+        int64_t count = 0;
+        for (const auto& e : read_safetensors_header(weights).entries) {
+            if (file && e.name.rfind("model.diffusion_model.", 0) != 0) continue;
+            int64_t n = 1;
+            for (const int64_t d : e.shape) n *= d;
+            count += n;
+        }
+        return count;
+    } catch (const std::exception&) {
+        return -1;
+    }
+}
+
+torch::ScalarType default_model_dtype(const std::string& model_path, bool cuda) {
+    const torch::ScalarType dtype = default_inference_dtype(cuda);
+    if (cuda || dtype != torch::kBFloat16 || cpu_dtype_chosen()) return dtype;
+    const int64_t n = unet_parameter_count(model_path);
+    return n >= 0 && n < kSmallUNetParameters ? torch::kFloat32 : dtype;
 }
 
 std::string find_demo_model() {

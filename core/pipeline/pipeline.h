@@ -122,6 +122,22 @@ torch::Tensor encode_prompts(ModelBundle& bundle, const std::vector<std::string>
 // exists (holding a model_index.json).
 std::string find_demo_model();
 
+// The parameter count of a model's UNet (a diffusers folder's unet/ weights or a single-file
+// checkpoint's model.diffusion_model.* tensors), read from the safetensors headers only; -1 when it
+// cannot be told (sharded or missing weights: the loader reports those).
+int64_t unet_parameter_count(const std::string& model_path);
+
+// Below this many UNet parameters a model runs in fp32 on the CPU unless bf16 was chosen.
+constexpr int64_t kSmallUNetParameters = 100'000'000;
+
+// The dtype a model runs in when the user chose none: default_inference_dtype(cuda), except on a
+// CPU whose automatic choice is bf16 (not set in Settings or KTO_CPU_DTYPE), where a small UNet
+// (under kSmallUNetParameters; the demo model's has 3.7 million, SD 1.5's 860 million) runs in fp32:
+// its operators are too small for the bf16 matrix units to pay for the conversions around them
+// (one demo image on 2 cores, back to back: 0.28 s in fp32 against 0.35 s in bf16; batches of 8 favour
+// bf16 a little; MODEL_CARD.md), and fp32 is what its quality figures are measured in.
+torch::ScalarType default_model_dtype(const std::string& model_path, bool cuda);
+
 // Cheap latent -> RGB preview (a fixed 4x3 linear map for SD 1.x latents, as A1111's
 // "Approx cheap"): [B,4,h,w] -> B images of h x w.
 std::vector<RgbImage> latent_preview(const torch::Tensor& latents);

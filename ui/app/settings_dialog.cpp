@@ -49,14 +49,16 @@ SettingsDialog::SettingsDialog(const AppSettings& s, bool cuda_available, QWidge
 
     precision_ = new QComboBox(this);
     precision_->setObjectName("cpuPrecision");
-    precision_->addItem(cpu_has_bf16_matrix_units() ? tr("Automatic (bf16 on this CPU)") : tr("Automatic (fp32 on this CPU)"),
+    precision_->addItem(cpu_has_bf16_matrix_units() ? tr("Automatic (bf16 on this CPU, small models fp32)") : tr("Automatic (fp32 on this CPU)"),
                         "auto");
     precision_->addItem(tr("fp32"), "fp32");
     precision_->addItem(tr("bf16"), "bf16");
     precision_->setCurrentIndex(qMax(0, precision_->findData(s.cpu_precision)));
     precision_->setToolTip(tr("What Generate, Compare and the demo training preset compute in on the CPU. bf16 is "
                               "several times faster where the CPU has AMX or AVX512-BF16 and slower elsewhere; "
-                              "a seed's image in bf16 is close to, not the same as, the fp32 one."));
+                              "a seed's image in bf16 is close to, not the same as, the fp32 one. Automatic keeps a small "
+                              "model (under 100 million UNet parameters, such as the demo model) in fp32, where it is "
+                              "faster."));
 
     auto* general = new QFormLayout;
     // A row holding a layout gets no buddy from QFormLayout, and its label would show the "&" itself.

@@ -46,7 +46,8 @@ void ComparisonWorker::render(const ComparisonRequest& request) {
         if (cuda && !torch::cuda::is_available())
             throw Error("CUDA was chosen in Settings but libtorch finds no CUDA device; choose CPU");
         settings.device = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-        settings.dtype = default_inference_dtype(cuda);
+        // Both sides in one dtype: the one side A's model runs in (a fine-tune has its base's size).
+        settings.dtype = default_model_dtype(session.a.model_path.toStdString(), cuda);
 
         const int total = static_cast<int>(2 * prompts.size() * seeds.size());
         int done = 0;

@@ -68,7 +68,7 @@ void GenerationWorker::generate(const GenerationRequest& request) {
         const QString device = deviceForInference(request.device, &note);
         if (!note.isEmpty()) emit status(note);
         // Settings' "Precision on the CPU" may have changed since the model was loaded.
-        const torch::ScalarType dtype = default_inference_dtype(device == "cuda");
+        const torch::ScalarType dtype = default_model_dtype(request.model_path.toStdString(), device == "cuda");
         if (!loaded_ || loaded_->model_path != request.model_path || loaded_->unet_path != request.unet_path ||
             loaded_->device != device || loaded_->bundle.dtype != dtype) {
             loaded_.reset();  // free the old model before loading the next

@@ -297,6 +297,40 @@ private slots:
         expect_error([&] { kto::ModelBundle::load(tmp.path().toStdString()); }, tmp.path().toStdString());
     }
 
+    // The dtype a model runs in when none was chosen: a small UNet (the tiny reference model, the demo
+    // model) in fp32 on any CPU unless bf16 was chosen; CUDA fp16; the count read from the headers
+    // equals the loaded UNet's.
+    void smallModelsRunInFp32UnlessBf16WasChosen() {
+        int64_t loaded = 0;
+        for (const auto& p : bundle_.unet->parameters()) loaded += p.numel();
+        QCOMPARE(kto::unet_parameter_count(model_dir()), loaded);
+        QTemporaryDir tmp;
+        QCOMPARE(kto::unet_parameter_count(tmp.path().toStdString()), int64_t(-1));
+        QCOMPARE(kto::unet_parameter_count(tmp.path().toStdString() + "/missing"), int64_t(-1));
+        const std::string demo = kto::find_demo_model();
+        QVERIFY(!demo.empty());
+        const int64_t n = kto::unet_parameter_count(demo);
+        QVERIFY2(n > 1'000'000 && n < kto::kSmallUNetParameters, qPrintable(QString::number(n)));
+
+        qunsetenv("KTO_CPU_DTYPE");
+        kto::set_cpu_dtype_choice("auto");
+        QVERIFY(!kto::cpu_dtype_chosen());
+        QCOMPARE(kto::default_model_dtype(model_dir(), false), torch::kFloat32);
+        QCOMPARE(kto::default_model_dtype(demo, false), torch::kFloat32);
+        QCOMPARE(kto::default_model_dtype(demo, true), torch::kHalf);
+        // Unknown size (no weights): the CPU's own default, and loading reports the folder.
+        QCOMPARE(kto::default_model_dtype(tmp.path().toStdString(), false), kto::default_cpu_dtype());
+        qputenv("KTO_CPU_DTYPE", "bf16");
+        QVERIFY(kto::cpu_dtype_chosen());
+        QCOMPARE(kto::default_model_dtype(demo, false), torch::kBFloat16);
+        qunsetenv("KTO_CPU_DTYPE");
+        kto::set_cpu_dtype_choice("bf16");
+        QCOMPARE(kto::default_model_dtype(demo, false), torch::kBFloat16);
+        kto::set_cpu_dtype_choice("fp32");
+        QCOMPARE(kto::default_model_dtype(demo, false), torch::kFloat32);
+        kto::set_cpu_dtype_choice("auto");
+    }
+
     void previewIsCheap() {
         auto z = torch::zeros({2, 4, 5, 7});
         auto p = kto::latent_preview(z);
