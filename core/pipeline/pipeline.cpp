@@ -63,7 +63,7 @@ int64_t unet_parameter_count(const std::string& model_path) {
             for (const int64_t d : e.shape) n *= d;
             count += n;
         }
-        return count;
+        return count > 0 ? count : -1;
     } catch (const std::exception&) {
         return -1;
     }
