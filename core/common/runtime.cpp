@@ -8,6 +8,7 @@
 #include <cpuid.h>
 #endif
 #include <dlfcn.h>
+#include <strings.h>
 #include <unistd.h>
 #if TORCH_VERSION_MAJOR < 2
 #include <c10/core/CPUAllocator.h>
@@ -21,11 +22,11 @@
 #endif
 
 #include <atomic>
-#include <cctype>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -72,31 +73,51 @@ void enable_huge_pages_for_tensors() {
 #endif
 }
 
-#if defined(__x86_64__)
+// What the CPU offers and the OS enables (CPUID, and xgetbv for the register states the OS saves),
+// read once. All false where not x86.
+struct CpuFeatures {
+    bool avx2 = false, fma = false;
+    bool avx512_skx = false;   // AVX-512 F, DQ, CD, BW, VL (Skylake-X and later)
+    bool avx512_bf16 = false, amx_bf16 = false;
+    bool ymm_state = false, zmm_state = false, amx_state = false;
+};
+
+const CpuFeatures& cpu_features() {
+    static const CpuFeatures f = [] {
+        CpuFeatures r;
+#if defined(__x86_64__) || defined(__i386__)
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        if (__get_cpuid_max(0, nullptr) < 7) return r;
+        __cpuid_count(1, 0, a, b, c, d);
+        if (!(c & (1u << 27))) return r;  // OSXSAVE: xgetbv tells which register states the OS saves
+        r.fma = (c >> 12) & 1u;
+        unsigned lo = 0, hi = 0;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        r.ymm_state = (lo & 0x6u) == 0x6u;                // XMM, YMM
+        r.zmm_state = (lo & 0xE6u) == 0xE6u;              // XMM, YMM, opmask, ZMM
+        r.amx_state = ((lo >> 17) & 3u) == 3u;            // XTILECFG, XTILEDATA
+        __cpuid_count(7, 0, a, b, c, d);
+        r.avx2 = (b >> 5) & 1u;
+        const unsigned avx512 = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);  // F DQ CD BW VL
+        r.avx512_skx = (b & avx512) == avx512;
+        r.amx_bf16 = (d >> 22) & 1u;
+        __cpuid_count(7, 1, a, b, c, d);
+        r.avx512_bf16 = (a >> 5) & 1u;
+#endif
+        return r;
+    }();
+    return f;
+}
+
 // The OpenBLAS kernel set that suits this CPU by its features: "Cooperlake" (AVX-512 with BF16),
 // "SkylakeX" (AVX-512 F/CD/BW/DQ/VL), "Haswell" (AVX2 + FMA), each only where the OS saves the
 // register state it needs; "" for none of them.
 std::string openblas_core_for_cpu_features() {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid_max(0, nullptr) < 7) return {};
-    __cpuid_count(1, 0, a, b, c, d);
-    if (!(c & (1u << 27))) return {};  // OSXSAVE
-    const bool fma = (c >> 12) & 1u;
-    unsigned lo = 0, hi = 0;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    const bool ymm_state = (lo & 0x6u) == 0x6u;
-    const bool zmm_state = (lo & 0xE6u) == 0xE6u;
-    __cpuid_count(7, 0, a, b, c, d);
-    const bool avx2 = (b >> 5) & 1u;
-    const unsigned avx512 = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);  // F DQ CD BW VL
-    const bool skylakex = (b & avx512) == avx512;
-    __cpuid_count(7, 1, a, b, c, d);
-    const bool avx512_bf16 = (a >> 5) & 1u;
-    if (skylakex && zmm_state) return avx512_bf16 ? "Cooperlake" : "SkylakeX";
-    if (avx2 && fma && ymm_state) return "Haswell";
+    const CpuFeatures& f = cpu_features();
+    if (f.avx512_skx && f.zmm_state) return f.avx512_bf16 ? "Cooperlake" : "SkylakeX";
+    if (f.avx2 && f.fma && f.ymm_state) return "Haswell";
     return {};
 }
-#endif
 
 std::string g_openblas_note;  // set once by configure_openblas_kernels
 
@@ -117,11 +138,7 @@ void configure_openblas_kernels() {
     if (!corename) return;
     const std::string detected = corename() ? corename() : "";
     g_openblas_note = "OpenBLAS " + detected;
-#if defined(__x86_64__)
-    if (std::getenv("OPENBLAS_CORETYPE") || !quit || !init) return;
-    std::string lower = detected;
-    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (lower != "prescott") return;
+    if (std::getenv("OPENBLAS_CORETYPE") || !quit || !init || strcasecmp(detected.c_str(), "Prescott") != 0) return;
     const std::string wanted = openblas_core_for_cpu_features();
     if (wanted.empty()) return;
     setenv("OPENBLAS_CORETYPE", wanted.c_str(), 0);
@@ -129,7 +146,6 @@ void configure_openblas_kernels() {
     init();
     const std::string now = corename() ? corename() : "";
     g_openblas_note = "OpenBLAS " + now + (now != detected ? " (it detected " + detected + ")" : "");
-#endif
 }
 
 }  // namespace
@@ -191,27 +207,8 @@ int configure_torch_threads(int threads) {
 }
 
 bool cpu_has_bf16_matrix_units() {
-    static const bool has = [] {
-        if (!at::hasMKLDNN()) return false;
-#if defined(__x86_64__) || defined(__i386__)
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        if (__get_cpuid_max(0, nullptr) < 7) return false;
-        __cpuid_count(1, 0, a, b, c, d);
-        if (!(c & (1u << 27))) return false;  // OSXSAVE: xgetbv tells which register states the OS saves
-        unsigned lo = 0, hi = 0;
-        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-        const bool avx512_state = (lo & 0xE6u) == 0xE6u;                         // XMM, YMM, opmask, ZMM
-        const bool amx_state = ((lo >> 17) & 3u) == 3u;                           // XTILECFG, XTILEDATA
-        __cpuid_count(7, 0, a, b, c, d);
-        const bool amx_bf16 = (d >> 22) & 1u;
-        __cpuid_count(7, 1, a, b, c, d);
-        const bool avx512_bf16 = (a >> 5) & 1u;
-        return (amx_bf16 && amx_state) || (avx512_bf16 && avx512_state);
-#else
-        return false;
-#endif
-    }();
-    return has;
+    const CpuFeatures& f = cpu_features();
+    return at::hasMKLDNN() && ((f.amx_bf16 && f.amx_state) || (f.avx512_bf16 && f.zmm_state));
 }
 
 namespace {
@@ -226,7 +223,10 @@ void set_cpu_dtype_choice(const std::string& choice) {
     cpu_dtype_choice = choice == "auto" ? std::string() : choice;
 }
 
-c10::ScalarType default_cpu_dtype() {
+namespace {
+// The dtype the user chose for the CPU: the app's Settings choice, else KTO_CPU_DTYPE (any other
+// value is an error naming the variable); nullopt when left automatic.
+std::optional<c10::ScalarType> chosen_cpu_dtype() {
     {
         std::lock_guard<std::mutex> lock(cpu_dtype_mutex);
         if (cpu_dtype_choice == "fp32") return c10::ScalarType::Float;
@@ -238,17 +238,16 @@ c10::ScalarType default_cpu_dtype() {
         if (v == "bf16" || v == "bfloat16") return c10::ScalarType::BFloat16;
         throw Error("KTO_CPU_DTYPE=" + v + ": expected fp32 or bf16 (or unset it)");
     }
-    return cpu_has_bf16_matrix_units() ? c10::ScalarType::BFloat16 : c10::ScalarType::Float;
+    return std::nullopt;
+}
+}  // namespace
+
+c10::ScalarType default_cpu_dtype() {
+    return chosen_cpu_dtype().value_or(cpu_has_bf16_matrix_units() ? c10::ScalarType::BFloat16
+                                                                     : c10::ScalarType::Float);
 }
 
-bool cpu_dtype_chosen() {
-    {
-        std::lock_guard<std::mutex> lock(cpu_dtype_mutex);
-        if (!cpu_dtype_choice.empty()) return true;
-    }
-    const char* env = std::getenv("KTO_CPU_DTYPE");
-    return env && *env;
-}
+bool cpu_dtype_chosen() { return chosen_cpu_dtype().has_value(); }
 
 c10::ScalarType default_inference_dtype(bool cuda) {
     return cuda ? c10::ScalarType::Half : default_cpu_dtype();
@@ -259,8 +258,9 @@ std::string torch_runtime_summary() {
     os << "libtorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "."
        << TORCH_VERSION_PATCH << " (" << (torch::cuda::is_available() ? "CUDA available" : "CPU")
        << ", " << torch::get_num_threads() << " threads"
-       << (cpu_has_bf16_matrix_units() ? ", bf16 matrix units" : "")
-       << (openblas_kernels().empty() ? "" : ", " + openblas_kernels()) << ")";
+       << (cpu_has_bf16_matrix_units() ? ", bf16 matrix units" : "");
+    if (const std::string blas = openblas_kernels(); !blas.empty()) os << ", " << blas;
+    os << ")";
     return os.str();
 }
 

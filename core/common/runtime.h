@@ -41,7 +41,8 @@ bool cpu_has_bf16_matrix_units();
 // (set_cpu_dtype_choice) if any, else KTO_CPU_DTYPE=fp32 or bf16 (any other value is an error
 // naming the variable), else bf16 where cpu_has_bf16_matrix_units() and fp32 elsewhere.
 c10::ScalarType default_cpu_dtype();
-// Whether the CPU dtype was chosen (the app's Settings choice or KTO_CPU_DTYPE), not left automatic.
+// Whether the CPU dtype was chosen (the app's Settings choice or KTO_CPU_DTYPE), not left automatic;
+// a wrong KTO_CPU_DTYPE is the same error as in default_cpu_dtype.
 bool cpu_dtype_chosen();
 // The app's "Precision on the CPU" setting: "fp32", "bf16", or "" / "auto" for no choice. Process-wide.
 void set_cpu_dtype_choice(const std::string& choice);

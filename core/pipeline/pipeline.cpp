@@ -58,7 +58,7 @@ int64_t unet_parameter_count(const std::string& model_path) {
         if (fs::path(weights).extension() != ".safetensors") return -1;  // a sharded index
         int64_t count = 0;
         for (const auto& e : read_safetensors_header(weights).entries) {
-            if (file && e.name.rfind("model.diffusion_model.", 0) != 0) continue;
+            if (file && e.name.rfind(kLdmUNetPrefix, 0) != 0) continue;
             int64_t n = 1;
             for (const int64_t d : e.shape) n *= d;
             count += n;

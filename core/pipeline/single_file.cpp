@@ -16,7 +16,7 @@ namespace kto {
 namespace fs = std::filesystem;
 namespace {
 
-const std::string kUnet = "model.diffusion_model.";
+const std::string kUnet = kLdmUNetPrefix;
 const std::string kVae = "first_stage_model.";
 const std::string kClip = "cond_stage_model.transformer.";
 const std::string kOpenClip = "cond_stage_model.model.";

@@ -16,6 +16,9 @@ namespace kto {
 struct ModelBundle;
 struct ModelBundleOptions;
 
+// The key prefix of the UNet's tensors in an LDM checkpoint.
+inline constexpr const char* kLdmUNetPrefix = "model.diffusion_model.";
+
 struct ConvertedCheckpoint {
     TensorMap unet, vae, text_encoder;  // diffusers names
     nlohmann::json unet_config, vae_config, text_config, scheduler_config;
