@@ -16,6 +16,9 @@
 //               then generation with the checkpoint (full UNet and LoRA)
 //   oom         a generation far too large for the device: a clear OutOfMemory error with advice,
 //               then a normal generation in the same process succeeds
+//   defaults    the precision a model runs in when none is chosen (fp16 on CUDA; the demo model fp32
+//               on the CPU unless bf16 was chosen), and which BLAS the CPU side runs (configure_blas
+//               only touches OpenBLAS; a libtorch with MKL is left as it is)
 // --quick runs every stage with small sizes (the tiny-sd configs stand in for SD 1.5), for a dry
 // run on the CPU: `gpu_check --device cpu --quick`. The exit status is the number of failed stages.
 #include <torch/torch.h>
@@ -397,6 +400,20 @@ void check_demo_training(const Args& a, torch::Device device) {
     }
 }
 
+void check_defaults(const Args& a, torch::Device device) {
+    const int64_t params = kto::unet_parameter_count(a.demo);
+    std::printf("FIGURE demo UNet parameters (from the safetensors headers): %lld\n", static_cast<long long>(params));
+    expect(params > 0 && params < kto::kSmallUNetParameters, "the demo model's UNet should count as small");
+    const auto on_device = kto::default_model_dtype(a.demo, device.is_cuda());
+    const auto on_cpu = kto::default_model_dtype(a.demo, false);
+    const std::string blas = kto::openblas_kernels();
+    std::printf("FIGURE default dtype of the demo model: %s on %s, %s on the CPU; CPU BLAS: %s\n",
+                c10::toString(on_device), device.str().c_str(), c10::toString(on_cpu),
+                blas.empty() ? "not OpenBLAS (left as it is)" : blas.c_str());
+    if (device.is_cuda()) expect(on_device == torch::kHalf, "a model on CUDA should default to fp16");
+    if (!kto::cpu_dtype_chosen()) expect(on_cpu == torch::kFloat, "the demo model should default to fp32 on the CPU");
+}
+
 void check_oom(const Args& a, torch::Device device) {
     if (!device.is_cuda()) {
         std::printf("(CPU: an absurd allocation is not attempted here; the forced-failure tests cover it)\n");
@@ -474,6 +491,7 @@ int main(int argc, char** argv) {
     stage("sd15-train", [&] { check_sd15_training(a, device); });
     stage("demo-train", [&] { check_demo_training(a, device); });
     stage("oom", [&] { check_oom(a, device); });
+    stage("defaults", [&] { check_defaults(a, device); });
     std::printf("%d stage(s) failed\n", failures);
     return failures;
 }
