@@ -10,7 +10,10 @@
 //               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-heads N]
 //               [--unet-shape-weight X] [--attention-loss-weight X] [--attention-words LIST] [--min-snr-gamma X] [--text-width N] [--text-layers N]
 //               [--two-shape-share X] [--ema-decay X] [--offset-noise X] [--zero-terminal-snr 0|1]
-//               [--reading-order 0|1] [--cache-images N] [--prompts N] [--seed N]
+//               [--reading-order 0|1] [--cache-images N] [--prompts N] [--seed N] [--reconstruct 0|1]
+//
+// --reconstruct 1 scores the VAE round trip of the prompts' own renders (demo-eval --reconstruct) once,
+// instead of generations at two CFG scales: the colour and class ceiling a VAE phase leaves the UNet.
 //
 // Prints "RESULT <out> cfg <g> colour <%> background <%> class <%> size <%> position <%> ... one-shape
 // colours <right>/<n> two-shape both <right>/<n>" lines.
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
         kto::DemoTrainOptions o;
         std::string device = "cuda";
         int prompts = 200;
+        bool reconstruct = false;
         take("out", o.out_dir, as_string);
         take("device", device, as_string);
         take("threads", o.threads, as_int);
@@ -103,6 +107,7 @@ int main(int argc, char** argv) {
         take("cache-images", o.cache_images, as_int);
         take("seed", o.seed, [](const std::string& s) { return uint64_t(std::stoull(s)); });
         take("prompts", prompts, as_int);
+        take("reconstruct", reconstruct, as_flag("reconstruct"));
         if (!a.empty()) {
             std::fprintf(stderr, "demo_recipe: unknown option --%s\n", a.begin()->first.c_str());
             return 2;
@@ -124,7 +129,9 @@ int main(int argc, char** argv) {
         });
         const double train_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         for (double cfg : {5.0, 3.0}) {
+            if (reconstruct && cfg != 5.0) break;  // a round trip has no guidance: one score
             kto::DemoEvalOptions e;
+            e.reconstruct = reconstruct;
             e.model_dir = o.out_dir;
             e.prompts = prompts;
             e.guidance = cfg;
@@ -133,7 +140,7 @@ int main(int argc, char** argv) {
             e.speed_runs = 0;
             e.threads = o.threads;
             e.reading_order = o.reading_order;  // prompts in the convention the model learned
-            if (cfg == 5.0) e.grid_png = (std::filesystem::path(o.out_dir) / "grid.png").string();
+            if (cfg == 5.0 && !reconstruct) e.grid_png = (std::filesystem::path(o.out_dir) / "grid.png").string();
             const kto::DemoEvalResult r = kto::evaluate_demo_model(e);
             // Where the colour misses are: one-shape prompts, and two-shape prompts with both right.
             int one = 0, one_right = 0, two = 0, two_right = 0;
@@ -142,9 +149,9 @@ int main(int argc, char** argv) {
                 if (d.fidelity.cls.asked == 1) one += 1, one_right += c.right == c.asked;
                 if (d.fidelity.cls.asked == 2) two += 1, two_right += c.right == c.asked;
             }
-            std::printf("RESULT %s cfg %.0f colour %.1f background %.1f class %.1f size %.1f position %.1f train_s %.0f "
+            std::printf("RESULT %s %s %.0f colour %.1f background %.1f class %.1f size %.1f position %.1f train_s %.0f "
                         "one-shape colours %d/%d two-shape both %d/%d\n",
-                        o.out_dir.c_str(), cfg, 100 * r.colour_right, 100 * r.background_right, 100 * r.class_right,
+                        o.out_dir.c_str(), reconstruct ? "round-trip" : "cfg", reconstruct ? 0.0 : cfg, 100 * r.colour_right, 100 * r.background_right, 100 * r.class_right,
                         100 * r.size_right, 100 * r.position_right, train_s, one_right, one, two_right, two);
             std::fflush(stdout);
         }
