@@ -46,6 +46,12 @@ void write_details(const std::string& path, const kto::DemoEvalResult& r) {
 // Progress of a single-phase run (--refine-decoder-only, --align-only) on stderr: every 25th step
 // and each phase's last, named by its phase ("decoder-pool", "decoder", "align-render", ...).
 bool print_phase_progress(const kto::DemoProgress& p) {
+    if (p.phase == "decoder-kept" || p.phase == "decoder-undone") {
+        std::fprintf(stderr, "decoder refinement %s: validation colour + background + class %.3f refined, %.3f before\n",
+                     p.phase == "decoder-kept" ? "kept" : "undone (the decoder before generates as well or better)",
+                     p.loss, p.attention_loss);
+        return true;
+    }
     if (p.step % 25 == 0 || p.step == p.total) {
         std::fprintf(stderr, "\r%-12s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step, p.total, p.loss, p.elapsed_s);
         if (p.step == p.total) std::fprintf(stderr, "\n");
@@ -162,6 +168,10 @@ kto::cli::CommandRegistrar train_reg{
                         "Decoder refinement: multiply each latent's departure from the background code by "
                         "a random gain in [1, 1 + X] so that the decoder keeps colours guidance overshoots")
              ->capture_default_str();
+         sub.add_option("--decoder-validation-prompts", opt->decoder_validation_prompts,
+                        "Decoder refinement: keep the refined decoder only if the folder then generates these "
+                        "held-out prompts better (colour + background + class, prompt seed 9001); 0: always keep it")
+             ->capture_default_str();
          sub.add_option("--align-rounds", opt->align_rounds,
                         "Last phase: rounds of prompt-fidelity alignment (render prompts, label them with "
                         "the shapes scorer, fine-tune the UNet with Diffusion-KTO; 0: none)")
@@ -221,8 +231,8 @@ kto::cli::CommandRegistrar train_reg{
              if (*refine_only) {
                  kto::DemoDecoderOptions d = kto::decoder_refinement(*opt);
                  if (d.steps <= 0) d.steps = kto::DemoDecoderOptions{}.steps;
-                 kto::refine_demo_decoder(d, print_phase_progress);
-                 std::cout << "decoder refined in " << opt->out_dir << "\n";
+                 const kto::DemoDecoderResult r = kto::refine_demo_decoder(d, print_phase_progress);
+                 std::cout << (r.kept ? "decoder refined in " : "decoder left as it was in ") << opt->out_dir << "\n";
                  return 0;
              }
              std::string last_phase;

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "core/common/error.h"
+#include "core/common/png_text.h"
 #include "core/common/runtime.h"
 #include "core/io/model_folder.h"
 #include "core/io/safetensors.h"
@@ -174,6 +175,8 @@ void check_decoder_options(const DemoDecoderOptions& opt) {
     if (opt.gain_jitter < 0) throw Error("decoder refinement: --decoder-gain-jitter must be >= 0");
     if (opt.generated_share < 0 || opt.generated_share > 1)
         throw Error("decoder refinement: --decoder-generated-share must be in [0, 1]");
+    if (opt.validation_prompts < 0)
+        throw Error("decoder refinement: --decoder-validation-prompts must be >= 0 (0: keep the refined decoder)");
     if (opt.generated_loss_pool < 1 || kImageSize % opt.generated_loss_pool != 0)
         throw Error("decoder refinement: --decoder-generated-loss-pool must divide 64");
     if (opt.generated_share > 0 && (opt.generated_pool <= 0 || !(opt.generated_strength > 0) ||
@@ -779,12 +782,13 @@ DemoDecoderOptions decoder_refinement(const DemoTrainOptions& opt) {
     d.generated_strength = opt.decoder_generated_strength;
     d.generated_loss_pool = opt.decoder_generated_loss_pool;
     d.batch = opt.vae_batch;
+    d.validation_prompts = opt.decoder_validation_prompts;
     d.seed = opt.seed;
     d.threads = opt.threads;
     return d;
 }
 
-void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool(const DemoProgress&)>& progress) {
+DemoDecoderResult refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool(const DemoProgress&)>& progress) {
     check_decoder_options(opt);
     configure_torch_threads(opt.threads);
     const auto t0 = Clock::now();
@@ -792,6 +796,33 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
         if (progress && !progress({"decoder", step, opt.steps, loss, seconds_since(t0)})) throw Cancelled();
     };
     const fs::path vae_dir = fs::path(opt.model_dir) / "vae";
+    const fs::path weights_file = vae_dir / "diffusion_pytorch_model.safetensors";
+    DemoDecoderResult result;
+    // Validation: the folder's generations scored with its decoder as it is, and again after training.
+    int checked = 0;
+    auto validate = [&] {
+        DemoEvalOptions e;
+        e.model_dir = opt.model_dir;
+        e.prompts = opt.validation_prompts;
+        e.seed = opt.validation_seed;
+        e.speed_runs = 0;
+        e.threads = opt.threads;
+        e.reading_order = opt.reading_order;
+        const DemoEvalResult r = evaluate_demo_model(e, [&](int done, int) {
+            if (progress && !progress({"decoder-check", checked + done, 2 * opt.validation_prompts, 0.0, seconds_since(t0)}))
+                throw Cancelled();
+        });
+        checked += opt.validation_prompts;
+        return r.colour_right + r.background_right + r.class_right;
+    };
+    std::vector<uint8_t> weights_before;
+    if (opt.validation_prompts > 0) {
+        std::ifstream in(weights_file, std::ios::binary);
+        weights_before.assign(std::istreambuf_iterator<char>(in), {});
+        if (!in.good() && !in.eof()) throw Error("decoder refinement: cannot read " + weights_file.string());
+        result.validated = true;
+        result.score_before = validate();
+    }
     AutoencoderKL vae = load_vae(vae_dir.string());
     const nlohmann::json config = read_json_file((vae_dir / "config.json").string());
     std::vector<torch::Tensor> trained;
@@ -897,6 +928,22 @@ void refine_demo_decoder(const DemoDecoderOptions& opt, const std::function<bool
         report(step + 1, ema);
     }
     save_component(*vae, config, vae_dir, "diffusion_pytorch_model.safetensors");
+    if (result.validated) {
+        vae = nullptr;  // the evaluation loads the folder's VAE anew
+        try {
+            result.score_after = validate();
+        } catch (...) {
+            // Cancelled or failed before the refined decoder proved itself: the folder's decoder stays.
+            write_file_atomic(weights_file.string(), weights_before);
+            throw;
+        }
+        result.kept = result.score_after > result.score_before;
+        if (!result.kept) write_file_atomic(weights_file.string(), weights_before);
+        if (progress && !progress({result.kept ? "decoder-kept" : "decoder-undone", 1, 1, result.score_after,
+                                   seconds_since(t0), result.score_before}))
+            throw Cancelled();
+    }
+    return result;
 }
 
 namespace {

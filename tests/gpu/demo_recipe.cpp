@@ -6,6 +6,7 @@
 //
 //   demo_recipe --out DIR [--device cuda] [--threads N] [--vae-from DIR] [--init-from DIR] [--vae-steps N]
 //               [--vae-kl-weight X] [--vae-palette-weight X] [--decoder-steps N] [--decoder-gain-jitter X]
+//               [--decoder-validation-prompts N]
 //               [--unet-steps N] [--unet-batch N] [--unet-lr X] [--unet-lr-floor X]
 //               [--unet-channels 32,64] [--unet-layers N] [--unet-plain-levels N] [--unet-heads N]
 //               [--unet-shape-weight X] [--attention-loss-weight X] [--attention-words LIST] [--min-snr-gamma X] [--text-width N] [--text-layers N]
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
         take("vae-palette-weight", o.vae_palette_weight, as_double);
         take("decoder-steps", o.decoder_steps, as_int);
         take("decoder-gain-jitter", o.decoder_gain_jitter, as_double);
+        take("decoder-validation-prompts", o.decoder_validation_prompts, as_int);
         take("vae-steps", o.vae_steps, as_int);
         take("unet-steps", o.unet_steps, as_int);
         take("unet-batch", o.unet_batch, as_int);

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <functional>
 #include <string>
 #include <vector>
@@ -73,6 +75,69 @@ private slots:
         bad.model_dir = tmp.path().toStdString();
         bad.steps = 0;
         QVERIFY_THROWS_EXCEPTION(kto::Error, kto::refine_demo_decoder(bad));
+    }
+
+    // With validation the folder generates held-out prompts with its decoder before and after the
+    // refinement; the refined decoder stays only if it scores higher, else the VAE file is put back
+    // byte for byte. Validation never changes what the refinement trains.
+    void validationKeepsTheBetterDecoder() {
+        QTemporaryDir tmp;
+        const fs::path root(tmp.path().toStdString());
+        auto bytes = [](const fs::path& f) {
+            std::ifstream in(f, std::ios::binary);
+            return std::string(std::istreambuf_iterator<char>(in), {});
+        };
+        const std::string shipped = bytes(fs::path(kto::test::demo_model_dir()) / kVaeWeights);
+        const kto::TensorMap plain = refine_copy(root / "plain", 0.25, 10);  // no validation
+        kto::DemoDecoderOptions o;
+        o.gain_jitter = 0.25;
+        o.shape_weight = 10;
+        o.validation_prompts = 4;
+        fs::copy(kto::test::demo_model_dir(), root / "v", fs::copy_options::recursive);
+        o.model_dir = (root / "v").string();
+        o.steps = 2;
+        o.batch = 2;
+        o.threads = 1;
+        int last_check = 0, check_total = 0, decisions = 0;
+        double reported_after = -1, reported_before = -1;
+        std::string decision;
+        const kto::DemoDecoderResult r = kto::refine_demo_decoder(o, [&](const kto::DemoProgress& p) -> bool {
+            if (p.phase == "decoder-check") {
+                check_total = p.total;
+                last_check = p.step;
+            } else if (p.phase == "decoder-kept" || p.phase == "decoder-undone") {
+                ++decisions;
+                decision = p.phase;
+                reported_after = p.loss;
+                reported_before = p.attention_loss;
+            }
+            return true;
+        });
+        QCOMPARE(check_total, 8);
+        QCOMPARE(last_check, 8);
+        QCOMPARE(decisions, 1);
+        QVERIFY(r.validated);
+        QVERIFY(r.score_before >= 0 && r.score_before <= 3 && r.score_after >= 0 && r.score_after <= 3);
+        QCOMPARE(reported_after, r.score_after);
+        QCOMPARE(reported_before, r.score_before);
+        QCOMPARE(r.kept, r.score_after > r.score_before);
+        QCOMPARE(decision, std::string(r.kept ? "decoder-kept" : "decoder-undone"));
+        const std::string now = bytes(root / "v" / kVaeWeights);
+        if (r.kept) {
+            const kto::TensorMap kept = kto::load_safetensors((root / "v" / kVaeWeights).string());
+            for (const auto& [name, t] : plain) QVERIFY2(torch::equal(kept.at(name), t), name.c_str());
+        } else {
+            QVERIFY(now == shipped);
+        }
+        // Cancelled while the refined decoder is being validated: the folder keeps the decoder it had.
+        fs::remove_all(root / "v");
+        fs::copy(kto::test::demo_model_dir(), root / "v", fs::copy_options::recursive);
+        QVERIFY_THROWS_EXCEPTION(kto::Cancelled, kto::refine_demo_decoder(o, [](const kto::DemoProgress& p) {
+            return !(p.phase == "decoder-check" && p.step > 4);
+        }));
+        QVERIFY(bytes(root / "v" / kVaeWeights) == shipped);
+        o.validation_prompts = -1;
+        QVERIFY_THROWS_EXCEPTION(kto::Error, kto::refine_demo_decoder(o));
     }
 
     // The latent gain augmentation and the shape weighting change what the decoder learns (other

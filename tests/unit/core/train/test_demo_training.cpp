@@ -40,6 +40,7 @@ kto::DemoTrainOptions toy_options(const std::string& out) {
     o.vae_shape_weight = 10;
     o.unet_shape_weight = 4;
     o.decoder_steps = 2;
+    o.decoder_validation_prompts = 0;
     o.unet_rounds = 0;
     o.threads = 1;
     return o;
@@ -163,6 +164,7 @@ private slots:
         refused([](auto& o) { o.text_layers = 0; }, "--text-layers");
         // The last phases' options are checked before the first phase starts, not after an hour of training.
         refused([](auto& o) { o.decoder_steps = 1, o.decoder_generated_share = 2; }, "--decoder-generated-share");
+        refused([](auto& o) { o.decoder_steps = 1, o.decoder_validation_prompts = -1; }, "--decoder-validation-prompts");
         refused([](auto& o) { o.decoder_steps = 1, o.decoder_generated_loss_pool = 5; }, "--decoder-generated-loss-pool");
         refused([](auto& o) { o.align_rounds = -1; }, "--align-rounds");
         refused([](auto& o) { o.align_rounds = 1, o.align_lr = 0; }, "--align-lr");
