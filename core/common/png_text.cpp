@@ -228,10 +228,16 @@ std::map<std::string, std::string> read_png_text(const std::vector<uint8_t>& png
     return out;
 }
 
-std::map<std::string, std::string> read_png_text_file(const std::string& path) {
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open");
     std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) throw Error(path + ": cannot read");
+    return bytes;
+}
+
+std::map<std::string, std::string> read_png_text_file(const std::string& path) {
+    const std::vector<uint8_t> bytes = read_file_bytes(path);
     try {
         return read_png_text(bytes);
     } catch (const Error& e) {

@@ -33,6 +33,9 @@ std::vector<uint8_t> add_png_text(const std::vector<uint8_t>& png, const std::st
 std::map<std::string, std::string> read_png_text(const std::vector<uint8_t>& png);
 std::map<std::string, std::string> read_png_text_file(const std::string& path);
 
+// The whole file at `path`. Throws kto::Error when it cannot be read.
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+
 // Writes bytes to `path` atomically (temporary file in the same folder, then rename).
 void write_file_atomic(const std::string& path, const std::vector<uint8_t>& bytes);
 

@@ -817,9 +817,7 @@ DemoDecoderResult refine_demo_decoder(const DemoDecoderOptions& opt, const std::
     };
     std::vector<uint8_t> weights_before;
     if (opt.validation_prompts > 0) {
-        std::ifstream in(weights_file, std::ios::binary);
-        weights_before.assign(std::istreambuf_iterator<char>(in), {});
-        if (!in.good() && !in.eof()) throw Error("decoder refinement: cannot read " + weights_file.string());
+        weights_before = read_file_bytes(weights_file.string());
         result.validated = true;
         result.score_before = validate();
     }
@@ -927,7 +925,7 @@ DemoDecoderResult refine_demo_decoder(const DemoDecoderOptions& opt, const std::
         ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
         report(step + 1, ema);
     }
-    save_component(*vae, config, vae_dir, "diffusion_pytorch_model.safetensors");
+    save_component(*vae, config, vae_dir, weights_file.filename().string());
     if (result.validated) {
         vae = nullptr;  // the evaluation loads the folder's VAE anew
         try {

@@ -250,7 +250,9 @@ struct DemoDecoderResult {
     double score_before = 0, score_after = 0;
     bool kept = true;
 };
-// The refinement phase of a train-demo run: its folder, decoder_steps, vae_batch, seed, threads.
+
+// The refinement phase of a train-demo run: its folder, decoder_steps, vae_batch, validation prompts,
+// seed, threads.
 DemoDecoderOptions decoder_refinement(const DemoTrainOptions& options);
 // With validation it reports "decoder-check" progress (images generated of both evaluations) and
 // then one "decoder-kept" or "decoder-undone" report whose `loss` is the refined decoder's score and
