@@ -120,8 +120,12 @@ struct DemoTrainOptions {
     // Last phase: VAE decoder refinement on the saved folder (refine_demo_decoder), the encoder and
     // so the UNet's latent space frozen. With the latent gain augmentation the decoder keeps a
     // shape's colour when guidance (CFG 5) pushes its latents past the data: colour 81.2% instead
-    // of 74.7% on the session-9 model (MODEL_CARD.md). 0 steps: no refinement.
-    int decoder_steps = 1000;
+    // of 74.7% on the session-9 model (MODEL_CARD.md). 0 steps: no refinement. Off by default since
+    // session 23: on the 4500-step VAE this recipe makes on a 2-core CPU the refinement cost colour
+    // (91.0% -> 80.8%) and its validation undid it, so the phase only spent 5 of the 90 minutes;
+    // --decoder-steps 1000 (or --refine-decoder-only) runs it, validated, where it pays (on the
+    // shipped VAE: 89.0% -> 97.1%).
+    int decoder_steps = 0;
     double decoder_shape_weight = 10;    // its extra weight of shape pixels (DemoDecoderOptions::shape_weight)
     double decoder_gain_jitter = 0.25;   // its latent gain augmentation (DemoDecoderOptions::gain_jitter)
     // Its validation (DemoDecoderOptions::validation_prompts): the refined decoder is kept only if it
