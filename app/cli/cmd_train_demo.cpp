@@ -238,6 +238,8 @@ kto::cli::CommandRegistrar train_reg{
              }
              std::string last_phase;
              kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
+                 // The decoder validation's decision reads as a sentence, as in --refine-decoder-only.
+                 if (p.phase == "decoder-kept" || p.phase == "decoder-undone") return print_phase_progress(p);
                  const bool phase_end = p.step == p.total;
                  if (p.phase != last_phase || phase_end || p.step % 25 == 0) {
                      std::fprintf(stderr, "\r%-7s %6d/%-6d loss %.4f", p.phase.c_str(), p.step, p.total, p.loss);
