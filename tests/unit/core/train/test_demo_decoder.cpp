@@ -6,13 +6,12 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "core/common/error.h"
+#include "core/common/png_text.h"
 #include "core/io/safetensors.h"
 #include "core/train/demo_model.h"
 #include "tests/support/error_check.h"
@@ -83,11 +82,8 @@ private slots:
     void validationKeepsTheBetterDecoder() {
         QTemporaryDir tmp;
         const fs::path root(tmp.path().toStdString());
-        auto bytes = [](const fs::path& f) {
-            std::ifstream in(f, std::ios::binary);
-            return std::string(std::istreambuf_iterator<char>(in), {});
-        };
-        const std::string shipped = bytes(fs::path(kto::test::demo_model_dir()) / kVaeWeights);
+        auto bytes = [](const fs::path& f) { return kto::read_file_bytes(f.string()); };
+        const std::vector<uint8_t> shipped = bytes(fs::path(kto::test::demo_model_dir()) / kVaeWeights);
         const kto::TensorMap plain = refine_copy(root / "plain", 0.25, 10);  // no validation
         kto::DemoDecoderOptions o;
         o.gain_jitter = 0.25;
