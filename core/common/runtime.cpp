@@ -211,6 +211,18 @@ bool cpu_has_bf16_matrix_units() {
     return at::hasMKLDNN() && ((f.amx_bf16 && f.amx_state) || (f.avx512_bf16 && f.zmm_state));
 }
 
+bool cpu_bf16_matmul_sums_in_fp32() {
+    // 4096 ones summed in bf16 stop at 256 (8 bits of mantissa: 256 + 1 rounds back to 256); in fp32
+    // they reach 4096, which bf16 holds exactly. Both operands in the layout of a plain x @ w.
+    static const bool fp32_sums = [] {
+        torch::NoGradGuard no_grad;
+        const auto ones = torch::ones({8, 4096}, torch::kBFloat16);
+        const auto w = torch::ones({4096, 8}, torch::kBFloat16);
+        return torch::mm(ones, w).to(torch::kFloat32).min().item<float>() > 4000.0f;
+    }();
+    return fp32_sums;
+}
+
 namespace {
 std::mutex cpu_dtype_mutex;
 std::string cpu_dtype_choice;  // guarded by cpu_dtype_mutex
@@ -258,7 +270,8 @@ std::string torch_runtime_summary() {
     os << "libtorch " << TORCH_VERSION_MAJOR << "." << TORCH_VERSION_MINOR << "."
        << TORCH_VERSION_PATCH << " (" << (torch::cuda::is_available() ? "CUDA available" : "CPU")
        << ", " << torch::get_num_threads() << " threads"
-       << (cpu_has_bf16_matrix_units() ? ", bf16 matrix units" : "");
+       << (cpu_has_bf16_matrix_units() ? ", bf16 matrix units" : "")
+       << (cpu_bf16_matmul_sums_in_fp32() ? "" : ", bf16 products sum in bf16");
     if (const std::string blas = openblas_kernels(); !blas.empty()) os << ", " << blas;
     os << ")";
     return os.str();

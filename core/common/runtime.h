@@ -37,6 +37,12 @@ void release_free_heap(size_t keep_bytes = size_t(256) << 20);
 // and slower than fp32.
 bool cpu_has_bf16_matrix_units();
 
+// Whether a bf16 matrix product on the CPU sums its terms in fp32, as oneDNN does (AVX-512 CPUs and
+// newer) and libtorch 2.x's own kernels do. libtorch 1.13's fallback kernel (a CPU without AVX-512,
+// e.g. AMD Zen 3) sums in bf16: a 4096-term product then errs by about 7% (fp32 sums: 0.2%), so a
+// model in bf16 drifts well beyond bf16's rounding there. Measured once per process by a small product.
+bool cpu_bf16_matmul_sums_in_fp32();
+
 // The dtype a model runs in on the CPU when the user chose none: the app's Settings choice
 // (set_cpu_dtype_choice) if any, else KTO_CPU_DTYPE=fp32 or bf16 (any other value is an error
 // naming the variable), else bf16 where cpu_has_bf16_matrix_units() and fp32 elsewhere.

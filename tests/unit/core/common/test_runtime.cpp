@@ -35,6 +35,21 @@ private slots:
         QVERIFY2(err < 1e-3, qPrintable(QString("sgemm error %1 with %2").arg(err).arg(note)));
     }
 
+    // The bf16 summation probe: where the CPU has bf16 matrix units, oneDNN runs the products and sums
+    // in fp32; where the probe says bf16 sums, a plain bf16 product of 4096 terms is visibly off and
+    // the runtime summary says so (the default dtype there is fp32, never bf16).
+    void bf16SummationProbe() {
+        const bool fp32_sums = kto::cpu_bf16_matmul_sums_in_fp32();
+        if (kto::cpu_has_bf16_matrix_units()) QVERIFY(fp32_sums);
+        torch::manual_seed(3);
+        const auto a = torch::randn({16, 4096}), b = torch::randn({4096, 16});
+        const auto want = torch::mm(a.to(torch::kBFloat16).to(torch::kFloat), b.to(torch::kBFloat16).to(torch::kFloat));
+        const double rel = ((torch::mm(a.to(torch::kBFloat16), b.to(torch::kBFloat16)).to(torch::kFloat) - want).norm() /
+                            want.norm()).item<double>();
+        QVERIFY2(fp32_sums ? rel < 0.01 : rel > 0.02, qPrintable(QString("relative error %1").arg(rel)));
+        QCOMPARE(QString::fromStdString(kto::torch_runtime_summary()).contains("bf16 products sum in bf16"), !fp32_sums);
+    }
+
     // The CPU's default dtype: bf16 only where the CPU has bf16 matrix units, KTO_CPU_DTYPE overrides,
     // a wrong value names the variable; CUDA is always fp16.
     void defaultDtypes() {

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/io/safetensors.h"
 #include "core/nn/unet.h"
 #include "tests/support/tensor_check.h"
@@ -50,8 +51,11 @@ private slots:
 
     // In bf16 on the CPU (weights and activations; group and layer norms in fp32 inside) the UNet
     // stays close to diffusers' fp32 output: bf16 keeps 8 bits of mantissa, about 0.4% per value.
+    // Where libtorch's bf16 products sum in bf16 (1.13 on a CPU without AVX-512: Zen 3 measured
+    // 6.4% at t0) the bound is 15%, about twice that.
     void bf16OnCpuStaysClose() {
         torch::NoGradGuard ng;
+        const double bound = kto::cpu_bf16_matmul_sums_in_fp32() ? 0.03 : 0.15;
         auto half = kto::load_unet(kto::test::reference_dir() + "/tiny-sd/unet", torch::kCPU, torch::kBFloat16);
         for (const char* n : {"t0", "t500", "t999"}) {
             const auto prefix = std::string("cases.") + n;
@@ -61,7 +65,7 @@ private slots:
             QCOMPARE(out.scalar_type(), torch::kBFloat16);
             const auto want = g(prefix + ".out");
             const double rel = ((out.to(torch::kFloat32) - want).norm() / want.norm()).item<double>();
-            QVERIFY2(rel < 0.03, qPrintable(QString("%1: relative error %2").arg(n).arg(rel)));
+            QVERIFY2(rel < bound, qPrintable(QString("%1: relative error %2 (bound %3)").arg(n).arg(rel).arg(bound)));
         }
         // Norms given a bf16 input and fp32 weights (as CPU autocast leaves them), or the reverse, work
         // and return the input's dtype.
