@@ -22,6 +22,7 @@
 #endif
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -29,6 +30,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 
 namespace kto {
 
@@ -221,6 +223,101 @@ bool cpu_bf16_matmul_sums_in_fp32() {
         return torch::mm(ones, w).to(torch::kFloat32).min().item<float>() > 4000.0f;
     }();
     return fp32_sums;
+}
+
+namespace {
+using OmpSetThreads = void (*)(int);
+using OmpMaxThreads = int (*)();
+// libtorch's OpenMP runtime, whichever it is (Debian's libgomp, or the renamed copy pytorch.org's
+// builds bundle): the symbols the process already has, not a second runtime linked in here.
+OmpSetThreads omp_set_threads() {
+    static const auto f = reinterpret_cast<OmpSetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+    return f;
+}
+OmpMaxThreads omp_max_threads() {
+    static const auto f = reinterpret_cast<OmpMaxThreads>(dlsym(RTLD_DEFAULT, "omp_get_max_threads"));
+    return f;
+}
+}  // namespace
+
+struct CpuPairRunner::State {
+    std::mutex mutex;
+    std::condition_variable cv;
+    const std::function<void()>* task = nullptr;  // guarded by mutex
+    bool done = false, quit = false;              // guarded by mutex
+    std::exception_ptr error;                     // guarded by mutex
+    int worker_threads = 1, caller_threads = 1;
+    std::thread thread;
+};
+
+bool CpuPairRunner::available() {
+    if (const char* e = std::getenv("KTO_CPU_PAIRS"); e && std::string(e) == "0") return false;
+    return omp_set_threads() && omp_max_threads() && torch::get_num_threads() >= 2;
+}
+
+CpuPairRunner::CpuPairRunner() : state_(std::make_unique<State>()) {
+    if (!available())
+        throw Error("CpuPairRunner: needs 2 or more threads and libtorch's OpenMP runtime (or KTO_CPU_PAIRS is 0)");
+    const int n = torch::get_num_threads();
+    State* s = state_.get();
+    s->worker_threads = n / 2;
+    s->caller_threads = n - n / 2;
+    s->thread = std::thread([s] {
+        at::get_num_threads();  // libtorch's per-thread OpenMP set-up first, then this thread's share
+        omp_set_threads()(s->worker_threads);
+        torch::NoGradGuard no_grad;
+        std::unique_lock<std::mutex> lock(s->mutex);
+        for (;;) {
+            s->cv.wait(lock, [s] { return s->quit || s->task; });
+            if (s->quit) return;
+            const std::function<void()>* task = s->task;
+            lock.unlock();
+            std::exception_ptr error;
+            try {
+                (*task)();
+            } catch (...) {
+                error = std::current_exception();
+            }
+            lock.lock();
+            s->error = error;
+            s->task = nullptr;
+            s->done = true;
+            s->cv.notify_all();
+        }
+    });
+}
+
+CpuPairRunner::~CpuPairRunner() {
+    {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        state_->quit = true;
+    }
+    state_->cv.notify_all();
+    state_->thread.join();
+}
+
+void CpuPairRunner::run(const std::function<void()>& worker, const std::function<void()>& caller) {
+    State* s = state_.get();
+    {
+        std::lock_guard<std::mutex> lock(s->mutex);
+        s->task = &worker;
+        s->done = false;
+        s->error = nullptr;
+    }
+    s->cv.notify_all();
+    const int before = omp_max_threads()();
+    omp_set_threads()(s->caller_threads);
+    std::exception_ptr error;
+    try {
+        caller();
+    } catch (...) {
+        error = std::current_exception();
+    }
+    omp_set_threads()(before);
+    std::unique_lock<std::mutex> lock(s->mutex);
+    s->cv.wait(lock, [s] { return s->done; });
+    if (error) std::rethrow_exception(error);
+    if (s->error) std::rethrow_exception(s->error);
 }
 
 namespace {

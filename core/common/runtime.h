@@ -4,6 +4,8 @@
 
 #include <cstddef>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <string>
 
 namespace kto {
@@ -42,6 +44,28 @@ bool cpu_has_bf16_matrix_units();
 // e.g. AMD Zen 3) sums in bf16: a 4096-term product then errs by about 7% (fp32 sums: 0.2%), so a
 // model in bf16 drifts well beyond bf16's rounding there. Measured once per process by a small product.
 bool cpu_bf16_matmul_sums_in_fp32();
+
+// Runs two independent pieces of CPU work at the same time, each on half of libtorch's intra-op
+// threads (the caller's share on the calling thread, the other on a worker thread that lives as long as
+// this object): for a small model two half-batches on one thread each beat one batch on two, whose
+// operators are too small to keep two threads busy (the demo UNet's CFG step on 2 cores: see
+// tests/bench/bench_unet demoModelStep). Grad mode is per thread: `worker` runs with gradients off.
+// An exception from either piece is rethrown here after both finished.
+class CpuPairRunner {
+public:
+    // Whether it can run here: at least 2 intra-op threads and an OpenMP runtime (libtorch's own,
+    // found at run time) whose per-thread thread count it can set. KTO_CPU_PAIRS=0 turns it off.
+    static bool available();
+    CpuPairRunner();
+    ~CpuPairRunner();
+    CpuPairRunner(const CpuPairRunner&) = delete;
+    CpuPairRunner& operator=(const CpuPairRunner&) = delete;
+    void run(const std::function<void()>& worker, const std::function<void()>& caller);
+
+private:
+    struct State;
+    std::unique_ptr<State> state_;
+};
 
 // The dtype a model runs in on the CPU when the user chose none: the app's Settings choice
 // (set_cpu_dtype_choice) if any, else KTO_CPU_DTYPE=fp32 or bf16 (any other value is an error

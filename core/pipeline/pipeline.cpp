@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <sstream>
 
 #include "core/common/error.h"
@@ -256,6 +257,9 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
     StepNoise noise{&step_gen, {}};
 
     const int total = grid_steps - first;
+    // On the CPU the CFG batch's two halves run side by side, each on half the threads (CpuPairRunner).
+    std::unique_ptr<CpuPairRunner> pairs;
+    if (cfg && !bundle.device.is_cuda() && CpuPairRunner::available()) pairs = std::make_unique<CpuPairRunner>();
     for (int i = first; i < grid_steps; ++i) {
         if (o.should_cancel && o.should_cancel()) throw Cancelled();
         fault_point("generate-step");
@@ -263,8 +267,18 @@ GenerateResult run_generation(ModelBundle& bundle, const GenerateOptions& o) {
         const double tv = t.item<double>();
         auto model_in = cfg ? torch::cat({latents, latents}) : latents;
         model_in = scheduler->scale_model_input(model_in, tv);
-        auto unet_out = bundle.unet->forward(model_in.to(bundle.dtype), t.to(bundle.device), context)
-                            .to(torch::kFloat32);
+        torch::Tensor unet_out;
+        if (pairs) {
+            const auto x = model_in.to(bundle.dtype).chunk(2), c = context.chunk(2);
+            const auto tt = t.to(bundle.device);
+            torch::Tensor uncond_out, cond_out;
+            pairs->run([&] { uncond_out = bundle.unet->forward(x[0], tt, c[0]); },
+                       [&] { cond_out = bundle.unet->forward(x[1], tt, c[1]); });
+            unet_out = torch::cat({uncond_out, cond_out}).to(torch::kFloat32);
+        } else {
+            unet_out = bundle.unet->forward(model_in.to(bundle.dtype), t.to(bundle.device), context)
+                           .to(torch::kFloat32);
+        }
         torch::Tensor noise_pred = unet_out;
         if (cfg) {
             auto halves = unet_out.chunk(2);

@@ -5,7 +5,8 @@
 // VAE decode), and UNet it/s in fp16 when CUDA is available. Then the shipped demo model (issue 5:
 // a 64x64 image with 20 steps and CFG in under 0.3 s): its UNet step at the CFG batch of 2 and at
 // batch 1, with one thread and with every core, next to the FLOPs that step does, and whole
-// 20-step generations, so one sees whether the time goes to arithmetic or to per-operator cost;
+// 20-step generations (with every core: the CFG halves side by side and as one batch), so one sees
+// whether the time goes to arithmetic or to per-operator cost;
 // the same in bf16, and SD 1.5's UNet step in bf16 against fp32 on the CPU (cpuBf16Step: AMX /
 // AVX512-BF16 where the CPU has them; see default_cpu_dtype).
 //   ctest -L bench -R bench_unet --output-on-failure        (KTO_BENCH_STEPS=N: UNet steps timed)
@@ -286,6 +287,31 @@ private slots:
                 }
             }
             at::globalContext().setUserEnabledMkldnn(true);
+            if (threads > 1 && kto::CpuPairRunner::available()) {
+                // The CFG batch as one call on every thread against its halves side by side, each on half
+                // the threads (what generation does, CpuPairRunner): alternating blocks of 10 steps, so
+                // that the VM's drift hits both alike.
+                kto::CpuPairRunner pairs;
+                const auto x0 = x.slice(0, 0, 1), x1 = x.slice(0, 1, 2), c0 = ctx.slice(0, 0, 1), c1 = ctx.slice(0, 1, 2);
+                std::vector<double> one, two;
+                for (int block = 0; block < 12; ++block) {
+                    for (int i = 0; i < 10; ++i) {
+                        auto t0 = Clock::now();
+                        b.unet->forward(x, t, ctx);
+                        if (block > 0) one.push_back(seconds_since(t0) * 1e3);
+                    }
+                    for (int i = 0; i < 10; ++i) {
+                        auto t0 = Clock::now();
+                        pairs.run([&] { b.unet->forward(x0, t, c0); }, [&] { b.unet->forward(x1, t, c1); });
+                        if (block > 0) two.push_back(seconds_since(t0) * 1e3);
+                    }
+                }
+                std::sort(one.begin(), one.end());
+                std::sort(two.begin(), two.end());
+                std::printf("BENCH demo unet 16x16 CFG batch of 2, %d thread(s): one call %.2f ms/step, halves side by side "
+                            "%.2f ms/step (medians of 110 interleaved; fastest %.2f / %.2f)\n",
+                            threads, one[one.size() / 2], two[two.size() / 2], one.front(), two.front());
+            }
             kto::GenerateOptions o;
             o.prompts = {"a large green star at the top left on a white background"};
             o.cfg = 5;
@@ -301,6 +327,15 @@ private slots:
                 at::globalContext().setUserEnabledMkldnn(true);
                 std::printf("BENCH demo 64x64 generation, %d step(s), CFG 5, %d thread(s), no oneDNN: %.1f ms (median of 9)\n",
                             steps, threads, plain);
+                if (threads > 1) {
+                    // The CFG batch as one UNet call on every thread, not its halves side by side (CpuPairRunner).
+                    qputenv("KTO_CPU_PAIRS", "0");
+                    const double whole = median_ms(9, [&] { kto::generate(b, o); });
+                    qunsetenv("KTO_CPU_PAIRS");
+                    std::printf("BENCH demo 64x64 generation, %d step(s), CFG 5, %d thread(s), CFG halves not side by "
+                                "side (KTO_CPU_PAIRS=0): %.1f ms (median of 9)\n",
+                                steps, threads, whole);
+                }
             }
         }
         // The same in bfloat16 (weights and activations): oneDNN runs bf16 convolutions and matmuls

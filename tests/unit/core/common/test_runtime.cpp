@@ -35,6 +35,46 @@ private slots:
         QVERIFY2(err < 1e-3, qPrintable(QString("sgemm error %1 with %2").arg(err).arg(note)));
     }
 
+    // Two pieces of work side by side, each on its share of the threads; the caller's count comes back;
+    // the worker runs without gradients; an exception from either side reaches the caller, and the
+    // runner works again after one.
+    void cpuPairRunner() {
+        kto::configure_torch_threads(3);
+        if (!kto::CpuPairRunner::available()) QSKIP("no OpenMP runtime to split the threads with");
+        kto::CpuPairRunner pairs;
+        int worker_threads = 0, caller_threads = 0;
+        bool worker_grad = true;
+        torch::Tensor a, b;
+        for (int round = 0; round < 3; ++round) {
+            pairs.run(
+                [&] {
+                    worker_threads = torch::get_num_threads();
+                    worker_grad = torch::GradMode::is_enabled();
+                    a = torch::mm(torch::ones({64, 64}), torch::ones({64, 64}));
+                },
+                [&] {
+                    caller_threads = torch::get_num_threads();
+                    b = torch::mm(torch::ones({64, 64}), torch::full({64, 64}, 2.0));
+                });
+            QCOMPARE(worker_threads, 1);
+            QCOMPARE(caller_threads, 2);
+            QVERIFY(!worker_grad);
+            QCOMPARE(a.sum().item<double>(), 64.0 * 64 * 64);
+            QCOMPARE(b.sum().item<double>(), 2.0 * 64 * 64 * 64);
+        }
+        QCOMPARE(torch::get_num_threads(), 3);
+        kto::test::expect_error([&] { pairs.run([] { throw kto::Error("worker broke"); }, [] {}); }, "worker broke");
+        kto::test::expect_error([&] { pairs.run([] {}, [] { throw kto::Error("caller broke"); }); }, "caller broke");
+        QCOMPARE(torch::get_num_threads(), 3);
+        int ran = 0;
+        pairs.run([&] { ++ran; }, [&] { ++ran; });
+        QCOMPARE(ran, 2);
+        kto::configure_torch_threads(1);
+        QVERIFY(!kto::CpuPairRunner::available());
+        kto::test::expect_error([] { kto::CpuPairRunner again; }, "needs 2 or more threads");
+        kto::configure_torch_threads(2);
+    }
+
     // The bf16 summation probe: where the CPU has bf16 matrix units, oneDNN runs the products and sums
     // in fp32; where the probe says bf16 sums, a plain bf16 product of 4096 terms is visibly off and
     // the runtime summary says so (the default dtype there is fp32, never bf16).

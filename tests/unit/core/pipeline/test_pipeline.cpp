@@ -117,6 +117,27 @@ private slots:
         QVERIFY(torch::equal(z[0], z1[0]));
     }
 
+    // On the CPU with 2+ threads the CFG batch's halves run side by side (CpuPairRunner); the result is
+    // the one-batch run's, to rounding, and the caller's thread count is what it was.
+    void cfgHalvesSideBySide() {
+        kto::configure_torch_threads(2);
+        if (!kto::CpuPairRunner::available()) QSKIP("no OpenMP runtime to split the threads with");
+        kto::GenerateOptions o;
+        o.prompts = {"a red circle", "a blue square"};
+        o.steps = 3;
+        o.cfg = 5.0;
+        o.width = o.height = 32;
+        o.seed = 99;
+        const auto side_by_side = kto::generate(bundle_, o);
+        QCOMPARE(torch::get_num_threads(), 2);
+        qputenv("KTO_CPU_PAIRS", "0");
+        QVERIFY(!kto::CpuPairRunner::available());
+        const auto one_batch = kto::generate(bundle_, o);
+        qunsetenv("KTO_CPU_PAIRS");
+        KTO_COMPARE_TENSORS(side_by_side.latents, one_batch.latents, 1e-5, "latents, halves side by side");
+        KTO_COMPARE_TENSORS(side_by_side.images, one_batch.images, 1e-5, "images, halves side by side");
+    }
+
     void callbacksAndCancel() {
         kto::GenerateOptions o;
         o.prompts = {"a green triangle"};
