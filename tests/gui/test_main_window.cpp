@@ -303,6 +303,12 @@ private slots:
             // Precision on the CPU: automatic, fp32 or bf16; the choice sets what the app computes in.
             QCOMPARE(dialog.cpuPrecisionBox()->count(), 3);
             QCOMPARE(dialog.cpuPrecisionBox()->currentData().toString(), QString("auto"));
+            // Where bf16 products sum in bf16 (no AVX-512 with libtorch 1.13), the bf16 choice says what it costs.
+            const QString bf16_text =
+                dialog.cpuPrecisionBox()->itemText(dialog.cpuPrecisionBox()->findData("bf16"));
+            QCOMPARE(bf16_text.contains("less exact"),
+                     !kto::cpu_has_bf16_matrix_units() && !kto::cpu_bf16_matmul_sums_in_fp32());
+            QCOMPARE(dialog.cpuPrecisionBox()->toolTip().contains("sums bf16 products in bf16"), bf16_text.contains("less exact"));
             dialog.cpuPrecisionBox()->setCurrentIndex(dialog.cpuPrecisionBox()->findData("fp32"));
             AppSettings s = dialog.settings();
             s.defaults.steps = 7;

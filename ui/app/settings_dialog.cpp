@@ -52,13 +52,19 @@ SettingsDialog::SettingsDialog(const AppSettings& s, bool cuda_available, QWidge
     precision_->addItem(cpu_has_bf16_matrix_units() ? tr("Automatic (bf16 on this CPU, small models fp32)") : tr("Automatic (fp32 on this CPU)"),
                         "auto");
     precision_->addItem(tr("fp32"), "fp32");
-    precision_->addItem(tr("bf16"), "bf16");
+    // libtorch 1.13 on a CPU without AVX-512 sums a bf16 product's terms in bf16 (cpu_bf16_matmul_sums_in_fp32):
+    // there bf16 is not only slower but visibly less exact, and the choice says so.
+    const bool exact_bf16 = cpu_has_bf16_matrix_units() || cpu_bf16_matmul_sums_in_fp32();
+    precision_->addItem(exact_bf16 ? tr("bf16") : tr("bf16 (slower and less exact on this CPU)"), "bf16");
     precision_->setCurrentIndex(qMax(0, precision_->findData(s.cpu_precision)));
     precision_->setToolTip(tr("What Generate, Compare and the demo training preset compute in on the CPU. bf16 is "
                               "several times faster where the CPU has AMX or AVX512-BF16 and slower elsewhere; "
                               "a seed's image in bf16 is close to, not the same as, the fp32 one. Automatic keeps a small "
                               "model (under 100 million UNet parameters, such as the demo model) in fp32, where it is "
-                              "faster."));
+                              "faster.") +
+                           (exact_bf16 ? QString()
+                                       : tr(" On this CPU libtorch sums bf16 products in bf16: a long product errs by "
+                                            "several percent, so bf16 images and training drift from fp32's.")));
 
     auto* general = new QFormLayout;
     // A row holding a layout gets no buddy from QFormLayout, and its label would show the "&" itself.
