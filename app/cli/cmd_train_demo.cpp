@@ -134,6 +134,9 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--text-layers", opt->text_layers, "Text encoder layers")->capture_default_str();
          sub.add_option("--vae-batch", opt->vae_batch, "Images per VAE step")->capture_default_str();
          sub.add_option("--unet-batch", opt->unet_batch, "Latents per UNet step")->capture_default_str();
+         sub.add_flag("--unet-batch-halves", opt->unet_batch_halves,
+                      "Each text encoder + UNet step as two half-batches side by side, one per half of the threads, "
+                      "gradients summed: the same step up to rounding, faster on few cores (needs 2+ threads)");
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
              ->capture_default_str();
          sub.add_option("--two-shape-share", opt->two_shape_share,

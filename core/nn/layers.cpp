@@ -177,6 +177,11 @@ AttentionImpl::AttentionImpl(int64_t query_dim, int64_t cross_dim, int64_t heads
     to_out->push_back(to_out0);
 }
 
+AttentionProbe*& thread_attention_probe() {
+    thread_local AttentionProbe* probe = nullptr;
+    return probe;
+}
+
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& context) {
     const auto& ctx = context.defined() ? context : x;
     auto q = to_q->forward(x);
@@ -191,7 +196,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
         const auto probs = torch::matmul(to4(q, nq), to4(k, nk).transpose(-1, -2))
                                .mul(1.0 / std::sqrt(double(d)))
                                .softmax(-1);  // [b, heads, nq, nk]
-        probe->push_back(probs.mean(1));
+        AttentionProbe* target = thread_attention_probe();
+        (target ? target : probe)->push_back(probs.mean(1));
         auto h = torch::matmul(probs, to4(v, nk)).transpose(1, 2).reshape({b, nq, inner}).to(dtype);
         return to_out0->forward(h);
     }

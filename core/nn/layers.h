@@ -33,6 +33,10 @@ using ActivationTrace = std::map<std::string, torch::Tensor>;
 // cross-attention layer it is attached to appends its attention probabilities averaged over heads,
 // [B, queries, keys], with their autograd history.
 using AttentionProbe = std::vector<torch::Tensor>;
+// While set on a thread, every attention layer with a probe attached appends its maps here instead of
+// to its own probe, so that two threads can run one probed UNet side by side (train-demo
+// --unet-batch-halves), each recording its own maps. Null (the default): the layer's own probe.
+AttentionProbe*& thread_attention_probe();
 
 // A change added to a Linear layer's output at forward time (LoRA); see core/nn/lora.h.
 class LinearDelta {

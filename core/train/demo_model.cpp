@@ -10,7 +10,9 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <sstream>
+#include <tuple>
 
 #include "core/common/error.h"
 #include "core/common/png_text.h"
@@ -19,6 +21,7 @@
 #include "core/io/safetensors.h"
 #include "core/io/state_dict.h"
 #include "core/nn/autocast.h"
+#include "core/nn/layers.h"
 #include "core/nn/unet.h"
 #include "core/nn/vae.h"
 #include "core/pipeline/pipeline.h"
@@ -148,11 +151,6 @@ void require_device(const torch::Device& device, const std::string& command) {
         throw Error(command + ": --device cuda, but this libtorch build has no CUDA or no GPU is visible");
 }
 
-// Text side of a generation or training step: token ids -> encoder hidden states.
-torch::Tensor encode_tokens(CLIPTextModel& text, const TokenizedPrompts& tokens, const torch::Device& device) {
-    return text->forward(tokens.input_ids.to(device)).last_hidden_state;
-}
-
 // The attention loss reads caption word w as token w + 1: each caption must be one token per word.
 void require_one_token_per_word(const std::vector<std::string>& captions, const TokenizedPrompts& tokens) {
     for (size_t i = 0; i < captions.size(); ++i) {
@@ -226,9 +224,18 @@ AttributeWordKinds parse_shape_word_kinds(const std::string& list) {
     return k;
 }
 
+int64_t shape_token_attention_triples(const std::vector<std::optional<PromptRequest>>& requests,
+                                      const AttributeWordKinds& words) {
+    int64_t n = 0;
+    for (const auto& r : requests)
+        if (r)
+            for (const auto& span : shape_attribute_words(*r, words)) n += int64_t(span.size());
+    return n;
+}
+
 torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps, const std::vector<Scene>& scenes,
                                          const std::vector<std::optional<PromptRequest>>& requests,
-                                         const AttributeWordKinds& words) {
+                                         const AttributeWordKinds& words, int64_t batch_triples) {
     if (scenes.size() != requests.size())
         throw Error("shape_token_attention_loss: " + std::to_string(scenes.size()) + " scenes but " +
                     std::to_string(requests.size()) + " requests");
@@ -271,7 +278,8 @@ torch::Tensor shape_token_attention_loss(const std::vector<torch::Tensor>& maps,
         const torch::Tensor flat = torch::tensor(rows) * k + torch::tensor(tokens);
         const torch::Tensor sel = a.transpose(1, 2).reshape({batch * k, q}).index_select(0, flat.to(a.device()));
         const torch::Tensor share = (sel * mask).sum(1) / sel.sum(1).clamp_min(1e-12);
-        const torch::Tensor l = (1.0 - share).pow(2).mean();
+        const torch::Tensor l =
+            batch_triples > 0 ? (1.0 - share).pow(2).sum() / double(batch_triples) : (1.0 - share).pow(2).mean();
         total = total.defined() ? total + l : l;
     }
     return total / double(maps.size());
@@ -495,6 +503,9 @@ void train_demo_model(const DemoTrainOptions& opt,
                 throw Error("train-demo: --init-from " + opt.init_from + " has no " + part +
                             "/config.json (expected a demo model folder)");
     configure_torch_threads(opt.threads);
+    if (opt.unet_batch_halves && (opt.unet_batch < 2 || !CpuPairRunner::available()))
+        throw Error("train-demo: --unet-batch-halves needs a --unet-batch of 2 or more, 2 or more threads (--threads) "
+                    "and libtorch's OpenMP runtime (and KTO_CPU_PAIRS not 0)");
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
     auto report = [&](const std::string& phase, int step, int total, double loss, double attention_loss = 0) {
@@ -653,6 +664,8 @@ void train_demo_model(const DemoTrainOptions& opt,
         AttentionProbe attention_maps;
         if (attend) unet->set_attention_probe(&attention_maps);
         double attention_ema = 0;
+        const std::unique_ptr<CpuPairRunner> pairs =
+            opt.unet_batch_halves ? std::make_unique<CpuPairRunner>() : nullptr;
         for (int step = 0; step < steps; ++step) {
             std::vector<int64_t> idx;
             std::vector<std::string> captions;
@@ -682,33 +695,88 @@ void train_demo_model(const DemoTrainOptions& opt,
             const torch::Tensor xt = a.sqrt() * x0 + (1.0 - a).sqrt() * noise;
             const TokenizedPrompts tokens = tokenizer.encode(captions);
             if (attend) require_one_token_per_word(captions, tokens);
-            const torch::Tensor ctx = encode_tokens(text, tokens, dev);
-            attention_maps.clear();
-            torch::Tensor pred;
-            {
-                AutocastScope autocast(opt.mixed_precision_bf16 && dev.is_cpu(), torch::kBFloat16, /*cpu=*/true);
-                pred = unet->forward(xt, t, ctx).to(torch::kFloat32);
-            }
             const torch::Tensor target =
                 v_prediction ? a.sqrt() * noise - (1.0 - a).sqrt() * x0 : noise;
-            torch::Tensor err = (pred - target).pow(2);
-            if (opt.min_snr_gamma > 0) {
-                const torch::Tensor snr = a / (1.0 - a);
-                err = err * (snr.clamp_max(opt.min_snr_gamma) / (v_prediction ? snr + 1.0 : snr));
+            const torch::Tensor masks = latent_masks.index_select(0, rows);
+            const int64_t batch = opt.unet_batch;
+            // The diffusion and attention losses of rows [lo, hi): for the whole batch the plain means; for a
+            // part, its share of them (the part's weighted sums over the whole batch's weight and triple counts),
+            // so that the parts' losses, and so their gradients, add up to the whole batch's.
+            auto losses_of_rows = [&](int64_t lo, int64_t hi, AttentionProbe& maps) {
+                const bool whole = lo == 0 && hi == batch;
+                auto rows_of = [&](const torch::Tensor& x) { return whole ? x : x.slice(0, lo, hi); };
+                const torch::Tensor ctx = text->forward(rows_of(tokens.input_ids).to(dev)).last_hidden_state;
+                torch::Tensor pred;
+                {
+                    AutocastScope autocast(opt.mixed_precision_bf16 && dev.is_cpu(), torch::kBFloat16, /*cpu=*/true);
+                    pred = unet->forward(rows_of(xt), rows_of(t), ctx).to(torch::kFloat32);
+                }
+                torch::Tensor err = (pred - rows_of(target)).pow(2);
+                if (opt.min_snr_gamma > 0) {
+                    const torch::Tensor snr = rows_of(a) / (1.0 - rows_of(a));
+                    err = err * (snr.clamp_max(opt.min_snr_gamma) / (v_prediction ? snr + 1.0 : snr));
+                }
+                std::pair<torch::Tensor, torch::Tensor> out;
+                if (whole) {
+                    out.first = shape_weighted_mean(err, masks, opt.unet_shape_weight);
+                } else {
+                    // shape_weighted_mean(err, masks, w) is sum(err * weights) / sum(weights) over the whole batch.
+                    const torch::Tensor weights = 1.0 + opt.unet_shape_weight * masks;
+                    const double total = opt.unet_shape_weight > 0 ? weights.expand(x0.sizes()).sum().item<double>()
+                                                                   : double(x0.numel());
+                    const torch::Tensor sum = opt.unet_shape_weight > 0 ? (err * rows_of(weights)).sum() : err.sum();
+                    out.first = sum / total;
+                }
+                if (attend) {
+                    if (whole) {
+                        out.second = shape_token_attention_loss(maps, batch_scenes, requests, attention_words);
+                    } else {
+                        const std::vector<Scene> part_scenes(batch_scenes.begin() + lo, batch_scenes.begin() + hi);
+                        const std::vector<std::optional<PromptRequest>> part_requests(requests.begin() + lo,
+                                                                                       requests.begin() + hi);
+                        out.second = shape_token_attention_loss(maps, part_scenes, part_requests, attention_words,
+                                                                shape_token_attention_triples(requests, attention_words));
+                    }
+                }
+                return out;
+            };
+            adam.zero_grad();
+            torch::Tensor loss, attention_loss;
+            if (!pairs) {
+                attention_maps.clear();
+                std::tie(loss, attention_loss) = losses_of_rows(0, batch, attention_maps);
+                (attend ? loss + opt.attention_loss_weight * attention_loss : loss).backward();
+            } else {
+                // Two half-batches side by side, each recording its own attention maps; their gradients
+                // (taken, not accumulated, so the sum's order is fixed) add up to the whole batch's.
+                std::array<std::pair<torch::Tensor, torch::Tensor>, 2> part;
+                std::array<std::vector<torch::Tensor>, 2> grads;
+                auto half = [&](int k) {
+                    torch::AutoGradMode grad_on(true);
+                    AttentionProbe maps;
+                    struct ProbeScope {
+                        explicit ProbeScope(AttentionProbe* p) { thread_attention_probe() = p; }
+                        ~ProbeScope() { thread_attention_probe() = nullptr; }
+                    } scope(&maps);
+                    part[k] = k == 0 ? losses_of_rows(0, batch / 2, maps) : losses_of_rows(batch / 2, batch, maps);
+                    const torch::Tensor objective =
+                        attend ? part[k].first + opt.attention_loss_weight * part[k].second : part[k].first;
+                    grads[k] = torch::autograd::grad({objective}, params, {}, /*retain_graph=*/false,
+                                                     /*create_graph=*/false, /*allow_unused=*/true);
+                };
+                pairs->run([&] { half(0); }, [&] { half(1); });
+                loss = part[0].first.detach() + part[1].first.detach();
+                if (attend) attention_loss = part[0].second.detach() + part[1].second.detach();
+                for (size_t i = 0; i < params.size(); ++i) {
+                    const torch::Tensor &g0 = grads[0][i], &g1 = grads[1][i];
+                    if (g0.defined() || g1.defined())
+                        params[i].mutable_grad() = g0.defined() && g1.defined() ? g0 + g1 : (g0.defined() ? g0 : g1);
+                }
             }
-            const torch::Tensor loss = shape_weighted_mean(err,
-                                                           latent_masks.index_select(0, rows),
-                                                           opt.unet_shape_weight);
-            torch::Tensor objective = loss;
             if (attend) {
-                const torch::Tensor attention_loss =
-                    shape_token_attention_loss(attention_maps, batch_scenes, requests, attention_words);
-                objective = loss + opt.attention_loss_weight * attention_loss;
                 const double a_now = attention_loss.item<double>();
                 attention_ema = step == 0 ? a_now : 0.98 * attention_ema + 0.02 * a_now;
             }
-            adam.zero_grad();
-            objective.backward();
             torch::nn::utils::clip_grad_norm_(params, 1.0);
             const double warm = std::min(1.0, double(step + 1) / warmup);
             const double cosine = 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, steps)));

@@ -432,6 +432,55 @@ private slots:
         QVERIFY(any_tensor_differs(unets[0], unets[1]));
     }
 
+    // --unet-batch-halves: each step as two half-batches side by side, gradients summed. The same training
+    // up to rounding (the reported diffusion and attention losses agree, the weights nearly), deterministic
+    // itself, and refused where it cannot run (one thread).
+    void unetBatchHalvesTrainAsTheWholeBatch() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        std::vector<kto::TensorMap> unets;
+        std::vector<std::vector<double>> losses;
+        for (const char* name : {"whole", "halves", "halves-again"}) {
+            kto::DemoTrainOptions o = toy_options_on_shipped_vae(base + "/" + name);
+            o.cache_images = 16;
+            o.unet_batch = 6;
+            o.unet_steps = 3;
+            o.two_shape_share = 0.5;
+            o.attention_loss_weight = 0.3;
+            o.unet_shape_weight = 4;
+            o.threads = 2;
+            o.unet_batch_halves = std::string(name) != "whole";
+            std::vector<double> reported;
+            kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
+                if (p.phase == "unet") {
+                    reported.push_back(p.loss);
+                    reported.push_back(p.attention_loss);
+                }
+                return true;
+            });
+            losses.push_back(reported);
+            unets.push_back(kto::load_safetensors(o.out_dir + "/unet/diffusion_pytorch_model.safetensors"));
+        }
+        QCOMPARE(losses[0].size(), size_t(6));
+        for (size_t i = 0; i < losses[0].size(); ++i) {
+            QVERIFY2(losses[0][i] > 0, std::to_string(losses[0][i]).c_str());
+            QVERIFY2(std::abs(losses[1][i] - losses[0][i]) < 1e-5 * losses[0][i],
+                     (std::to_string(losses[1][i]) + " vs " + std::to_string(losses[0][i])).c_str());
+        }
+        QCOMPARE(losses[1], losses[2]);
+        for (const auto& [key, t] : unets[0]) {
+            QVERIFY2(torch::equal(unets[1].at(key), unets[2].at(key)), key.c_str());
+            const double diff = (unets[1].at(key).to(torch::kFloat32) - t.to(torch::kFloat32)).abs().max().item<double>();
+            QVERIFY2(diff <= 2e-3 * std::max(1.0, t.to(torch::kFloat32).abs().max().item<double>()),
+                     (key + ": " + std::to_string(diff)).c_str());
+        }
+        kto::DemoTrainOptions one = toy_options_on_shipped_vae(base + "/one-thread");
+        one.unet_batch_halves = true;
+        one.threads = 1;
+        kto::test::expect_error([&] { kto::train_demo_model(one, {}); }, "--unet-batch-halves needs");
+        QVERIFY(!fs::exists(base + "/one-thread/tokenizer"));
+    }
+
     // --mixed-precision bf16 runs the UNet phase under CPU autocast: it trains (finite losses, the
     // attention loss included) and gives another UNet than fp32 from the same seed, still fp16 on disk.
     void bf16AutocastTrainsTheUNet() {
