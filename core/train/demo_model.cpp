@@ -699,6 +699,13 @@ void train_demo_model(const DemoTrainOptions& opt,
                 v_prediction ? a.sqrt() * noise - (1.0 - a).sqrt() * x0 : noise;
             const torch::Tensor masks = latent_masks.index_select(0, rows);
             const int64_t batch = opt.unet_batch;
+            // What a half's losses are shares of (with pairs): the whole batch's loss weight, as
+            // shape_weighted_mean(err, masks, w) = sum(err * weights) / sum(weights) sums it, and its triple count.
+            const torch::Tensor weights = 1.0 + opt.unet_shape_weight * masks;
+            const double weight_total = !pairs                        ? 0.0
+                                        : opt.unet_shape_weight > 0 ? weights.expand(x0.sizes()).sum().item<double>()
+                                                                    : double(x0.numel());
+            const int64_t batch_triples = pairs && attend ? shape_token_attention_triples(requests, attention_words) : 0;
             // The diffusion and attention losses of rows [lo, hi): for the whole batch the plain means; for a
             // part, its share of them (the part's weighted sums over the whole batch's weight and triple counts),
             // so that the parts' losses, and so their gradients, add up to the whole batch's.
@@ -720,12 +727,8 @@ void train_demo_model(const DemoTrainOptions& opt,
                 if (whole) {
                     out.first = shape_weighted_mean(err, masks, opt.unet_shape_weight);
                 } else {
-                    // shape_weighted_mean(err, masks, w) is sum(err * weights) / sum(weights) over the whole batch.
-                    const torch::Tensor weights = 1.0 + opt.unet_shape_weight * masks;
-                    const double total = opt.unet_shape_weight > 0 ? weights.expand(x0.sizes()).sum().item<double>()
-                                                                   : double(x0.numel());
                     const torch::Tensor sum = opt.unet_shape_weight > 0 ? (err * rows_of(weights)).sum() : err.sum();
-                    out.first = sum / total;
+                    out.first = sum / weight_total;
                 }
                 if (attend) {
                     if (whole) {
@@ -734,8 +737,8 @@ void train_demo_model(const DemoTrainOptions& opt,
                         const std::vector<Scene> part_scenes(batch_scenes.begin() + lo, batch_scenes.begin() + hi);
                         const std::vector<std::optional<PromptRequest>> part_requests(requests.begin() + lo,
                                                                                        requests.begin() + hi);
-                        out.second = shape_token_attention_loss(maps, part_scenes, part_requests, attention_words,
-                                                                shape_token_attention_triples(requests, attention_words));
+                        out.second =
+                            shape_token_attention_loss(maps, part_scenes, part_requests, attention_words, batch_triples);
                     }
                 }
                 return out;
