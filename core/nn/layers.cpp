@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/common/batched_matmul.h"
+
 namespace kto {
 
 namespace F = torch::nn::functional;
@@ -144,11 +146,11 @@ torch::Tensor multi_head_attention(const torch::Tensor& q, const torch::Tensor& 
     auto one = [&](const torch::Tensor& qs, const torch::Tensor& ks, const torch::Tensor& vs) {
         auto qq = upcast_scores ? qs.to(torch::kFloat32) : qs;
         auto kk = upcast_scores ? ks.to(torch::kFloat32) : ks;
-        auto scores = torch::baddbmm(torch::empty({qq.size(0), nq, nk}, qq.options()), qq,
-                                     kk.transpose(1, 2), /*beta=*/0, /*alpha=*/scale);
+        // baddbmm(beta=0, alpha=scale) and bmm, through batched_matmul (libtorch 1.13's CPU bmm loops).
+        auto scores = batched_matmul(qq, kk.transpose(1, 2), scale);
         if (upcast_softmax) scores = scores.to(torch::kFloat32);
         auto probs = scores.softmax(-1).to(dtype);
-        return torch::bmm(probs, vs);
+        return batched_matmul(probs, vs);
     };
     torch::Tensor out;
     if (per_slice >= b * heads) {
@@ -193,12 +195,11 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor
         auto to4 = [&](const torch::Tensor& t, int64_t n) {
             return t.reshape({b, n, heads, d}).transpose(1, 2).to(torch::kFloat32);
         };
-        const auto probs = torch::matmul(to4(q, nq), to4(k, nk).transpose(-1, -2))
-                               .mul(1.0 / std::sqrt(double(d)))
+        const auto probs = batched_matmul(to4(q, nq), to4(k, nk).transpose(-1, -2), 1.0 / std::sqrt(double(d)))
                                .softmax(-1);  // [b, heads, nq, nk]
         AttentionProbe* target = thread_attention_probe();
         (target ? target : probe)->push_back(probs.mean(1));
-        auto h = torch::matmul(probs, to4(v, nk)).transpose(1, 2).reshape({b, nq, inner}).to(dtype);
+        auto h = batched_matmul(probs, to4(v, nk)).transpose(1, 2).reshape({b, nq, inner}).to(dtype);
         return to_out0->forward(h);
     }
     auto h = multi_head_attention(q, k, v, heads, upcast_attention, false);

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "core/common/batched_matmul.h"
 #include "core/common/error.h"
 
 namespace fs = std::filesystem;
@@ -104,8 +105,8 @@ torch::Tensor CLIPAttentionImpl::forward(const torch::Tensor& x, const torch::Te
 #else
     // transformers scales the query before the product.
     auto q = heads(q_proj(x) * scale_);
-    auto scores = torch::matmul(q, heads(k_proj(x)).transpose(-1, -2)) + mask;
-    auto out = torch::matmul(torch::softmax(scores, -1), heads(v_proj(x)));
+    auto scores = batched_matmul(q, heads(k_proj(x)).transpose(-1, -2)) + mask;
+    auto out = batched_matmul(torch::softmax(scores, -1), heads(v_proj(x)));
 #endif
     return out_proj(out.transpose(1, 2).reshape({B, S, H}));
 }

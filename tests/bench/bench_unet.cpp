@@ -31,6 +31,7 @@
 
 #include "core/common/runtime.h"
 #include "core/pipeline/pipeline.h"
+#include "core/train/demo_model.h"
 #include "tests/support/test_paths.h"
 
 namespace {
@@ -370,6 +371,53 @@ private slots:
                         threads, gen);
         }
         kto::configure_torch_threads(cores);
+    }
+
+    // A text encoder + UNet training step of train-demo's recipe (batch 32, its losses, fp32 unless
+    // the CPU has bf16 units), whole and as two half-batches side by side (--unet-batch-halves):
+    // seconds per step over steps 6..N (KTO_BENCH_TRAIN_STEPS, default 30) and the rate that is of
+    // the UNet's analytic FLOPs (forward + backward = 3x forward). KTO_BENCH_PROFILE_TRAIN=FILE:
+    // a chrome://tracing file of ten whole-batch steps.
+    void demoTrainStep() {
+        const int cores = static_cast<int>(std::thread::hardware_concurrency());
+        const int n = qEnvironmentVariableIntValue("KTO_BENCH_TRAIN_STEPS") > 5
+                          ? qEnvironmentVariableIntValue("KTO_BENCH_TRAIN_STEPS") : 30;
+        kto::ModelBundle b = kto::ModelBundle::load(kto::test::demo_model_dir());
+        const double flops_1 = unet_flops_per_sample(b.unet->config(), 16, 16, 77);
+        auto run = [&](bool halves, int steps) {
+            QTemporaryDir dir;
+            kto::DemoTrainOptions o;
+            o.out_dir = dir.path().toStdString() + "/m";
+            o.vae_from = kto::test::demo_model_dir();
+            o.vae_steps = 0;
+            o.unet_steps = steps;
+            o.unet_rounds = 0;
+            o.cache_images = 640;
+            o.threads = cores;
+            o.unet_batch_halves = halves;
+            Clock::time_point t5{};
+            int last = 0;
+            double seconds = 0;
+            kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
+                if (p.phase == "unet" && p.step == 5) t5 = Clock::now();
+                if (p.phase == "unet" && p.step == steps && p.step > last && p.step > 5) seconds = seconds_since(t5);
+                if (p.phase == "unet") last = p.step;
+                return true;
+            });
+            return seconds / (steps - 5);
+        };
+        for (const bool halves : {false, true}) {
+            if (halves && (cores < 2 || !kto::CpuPairRunner::available())) continue;
+            const double s = run(halves, n);
+            std::printf("BENCH demo train step (text encoder + UNet, batch 32, %d thread(s)%s): %.3f s/step (steps 6..%d), "
+                        "UNet %.1f GFLOP/step, %.1f GFLOP/s\n",
+                        cores, halves ? ", halves side by side" : "", s, n, 3 * flops_1 * 32 / 1e9, 3 * flops_1 * 32 / s / 1e9);
+        }
+        if (const char* trace = std::getenv("KTO_BENCH_PROFILE_TRAIN")) {
+            std::ofstream out(trace);
+            torch::autograd::profiler::RecordProfile guard(out);
+            run(false, 10);
+        }
     }
 
     void cudaFp16() {
