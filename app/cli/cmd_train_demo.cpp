@@ -137,6 +137,8 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_flag("--unet-batch-halves", opt->unet_batch_halves,
                       "Each text encoder + UNet step as two half-batches side by side, one per half of the threads, "
                       "gradients summed: the same step up to rounding, faster on few cores (needs 2+ threads)");
+         sub.add_flag("--vae-batch-halves", opt->vae_batch_halves,
+                      "The same for each VAE step: two half-batches side by side, gradients summed (needs 2+ threads)");
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
              ->capture_default_str();
          sub.add_option("--two-shape-share", opt->two_shape_share,

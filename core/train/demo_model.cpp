@@ -506,6 +506,13 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (opt.unet_batch_halves && (opt.unet_batch < 2 || !CpuPairRunner::available()))
         throw Error("train-demo: --unet-batch-halves needs a --unet-batch of 2 or more, 2 or more threads (--threads) "
                     "and libtorch's OpenMP runtime (and KTO_CPU_PAIRS not 0)");
+    if (opt.vae_batch_halves && opt.vae_from.empty() && opt.vae_steps > 0) {
+        if (opt.vae_batch < 2 || !CpuPairRunner::available())
+            throw Error("train-demo: --vae-batch-halves needs a --vae-batch of 2 or more, 2 or more threads (--threads) "
+                        "and libtorch's OpenMP runtime (and KTO_CPU_PAIRS not 0)");
+        if (opt.vae_palette_weight > 0)
+            throw Error("train-demo: --vae-batch-halves does not take --vae-palette-weight; leave one of them out");
+    }
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
     auto report = [&](const std::string& phase, int step, int total, double loss, double attention_loss = 0) {
@@ -536,11 +543,60 @@ void train_demo_model(const DemoTrainOptions& opt,
                                  torch::optim::AdamWOptions(opt.vae_lr).weight_decay(1e-4));
         auto gen = at::detail::createCPUGenerator(opt.seed + 1);
         double ema = 0;
+        const std::unique_ptr<CpuPairRunner> pairs =
+            opt.vae_batch_halves ? std::make_unique<CpuPairRunner>() : nullptr;
+        const std::vector<torch::Tensor> vae_params = vae->parameters();
         for (int step = 0; step < opt.vae_steps; ++step) {
             std::vector<Scene> scenes;
             for (int i = 0; i < opt.vae_batch; ++i)
                 scenes.push_back(scene_for_index(scene_stream + 1, uint64_t(step) * opt.vae_batch + i));
             const torch::Tensor x = render_batch(scenes).to(dev);
+            if (pairs) {
+                // Two half-batches side by side. Every draw and every normaliser is the whole batch's: the
+                // posterior noise (what sample_latents draws), the shape weights' sum, the KL term's count;
+                // each half's loss is its share, so the two gradients (taken, then summed in a fixed order)
+                // are the whole batch's up to rounding.
+                const int64_t batch = x.size(0), mid = batch / 2;
+                const VAEConfig& vc = vae->config();
+                const int64_t down = int64_t(1) << (vc.block_out_channels.size() - 1);
+                const torch::Tensor eps = randn_on_cpu({batch, vc.latent_channels, x.size(2) / down, x.size(3) / down},
+                                                       &gen, dev, torch::kFloat32);
+                const torch::Tensor weights = opt.vae_shape_weight > 0
+                                                  ? (1.0 + opt.vae_shape_weight * shape_mask(scenes, x)).expand_as(x)
+                                                  : torch::ones_like(x);
+                const double weight_total = weights.sum().item<double>();
+                std::array<torch::Tensor, 2> part;
+                std::array<std::vector<torch::Tensor>, 2> grads;
+                auto half = [&](int k) {
+                    torch::AutoGradMode grad_on(true);
+                    const int64_t lo = k == 0 ? 0 : mid, hi = k == 0 ? mid : batch;
+                    const torch::Tensor xk = x.slice(0, lo, hi);
+                    const LatentDist dk = vae->encode(xk);
+                    const torch::Tensor zk = dk.mean + dk.std() * eps.slice(0, lo, hi);
+                    const torch::Tensor yk = vae->decode(zk);
+                    const torch::Tensor errk = (yk - xk).abs() + (yk - xk).pow(2);
+                    const torch::Tensor klk =
+                        0.5 * (dk.mean.pow(2) + dk.logvar.exp() - 1.0 - dk.logvar).sum() / double(eps.numel());
+                    part[k] = (errk * weights.slice(0, lo, hi)).sum() / weight_total + opt.vae_kl_weight * klk;
+                    grads[k] = torch::autograd::grad({part[k]}, vae_params, {}, /*retain_graph=*/false,
+                                                     /*create_graph=*/false, /*allow_unused=*/true);
+                };
+                pairs->run([&] { half(0); }, [&] { half(1); });
+                adam.zero_grad();
+                for (size_t i = 0; i < vae_params.size(); ++i) {
+                    const torch::Tensor &g0 = grads[0][i], &g1 = grads[1][i];
+                    if (g0.defined() || g1.defined())
+                        vae_params[i].mutable_grad() = g0.defined() && g1.defined() ? g0 + g1 : (g0.defined() ? g0 : g1);
+                }
+                torch::nn::utils::clip_grad_norm_(vae_params, 1.0);
+                const double lr = opt.vae_lr * 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.vae_steps)));
+                for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+                adam.step();
+                const double now = part[0].item<double>() + part[1].item<double>();
+                ema = step == 0 ? now : 0.98 * ema + 0.02 * now;
+                report("vae", step + 1, opt.vae_steps, ema);
+                continue;
+            }
             const LatentDist d = vae->encode(x);
             const torch::Tensor z = sample_latents(d, gen);
             const torch::Tensor y = vae->decode(z);

@@ -93,6 +93,10 @@ struct DemoTrainOptions {
     // rounding, about a fifth faster on 2 cores, where one batch's operators leave a thread waiting.
     // Needs 2 or more threads. Off by default: no whole recipe has been run with it.
     bool unet_batch_halves = false;
+    // The same for each VAE step: its two half-batches (scenes, posterior noise and loss weights drawn
+    // for the whole batch, as without it) encoded, decoded and differentiated side by side, each half's
+    // loss its share of the whole batch's. Not with vae_palette_weight. Off by default, as above.
+    bool vae_batch_halves = false;
     // Min-SNR-gamma loss weighting (Hang et al. 2023): each sample's loss times
     // min(SNR, gamma) / (SNR + 1) for v (/ SNR for epsilon), so the easy low-noise steps do not
     // dominate. 0: off (every timestep weighs 1).

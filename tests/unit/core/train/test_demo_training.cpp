@@ -481,6 +481,58 @@ private slots:
         QVERIFY(!fs::exists(base + "/one-thread/tokenizer"));
     }
 
+    // --vae-batch-halves: each VAE step as two half-batches side by side, gradients summed. The same VAE
+    // phase up to rounding (the reported losses agree, the weights nearly), deterministic itself, and
+    // refused where it cannot run (one thread, the palette anchor) before anything is written.
+    void vaeBatchHalvesTrainAsTheWholeBatch() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        std::vector<kto::TensorMap> vaes;
+        std::vector<std::vector<double>> losses;
+        for (const char* name : {"whole", "halves", "halves-again"}) {
+            kto::DemoTrainOptions o = toy_options(base + "/" + name);
+            o.vae_steps = 3;
+            o.vae_batch = 5;  // odd: halves of 2 and 3
+            o.unet_steps = 0;
+            o.decoder_steps = 0;
+            o.threads = 2;
+            o.vae_batch_halves = std::string(name) != "whole";
+            std::vector<double> reported;
+            kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
+                if (p.phase == "vae") reported.push_back(p.loss);
+                return true;
+            });
+            losses.push_back(reported);
+            vaes.push_back(kto::load_safetensors(o.out_dir + "/vae/diffusion_pytorch_model.safetensors"));
+        }
+        QCOMPARE(losses[0].size(), size_t(3));
+        for (size_t i = 0; i < losses[0].size(); ++i) {
+            QVERIFY2(losses[0][i] > 0, std::to_string(losses[0][i]).c_str());
+            QVERIFY2(std::abs(losses[1][i] - losses[0][i]) < 1e-5 * losses[0][i],
+                     (std::to_string(losses[1][i]) + " vs " + std::to_string(losses[0][i])).c_str());
+        }
+        QCOMPARE(losses[1], losses[2]);
+        QVERIFY(any_tensor_differs(vaes[0], kto::load_safetensors(kto::test::demo_model_dir() +
+                                                                   "/vae/diffusion_pytorch_model.safetensors")));
+        for (const auto& [key, t] : vaes[0]) {
+            QVERIFY2(torch::equal(vaes[1].at(key), vaes[2].at(key)), key.c_str());
+            const double diff = (vaes[1].at(key).to(torch::kFloat32) - t.to(torch::kFloat32)).abs().max().item<double>();
+            QVERIFY2(diff <= 2e-3 * std::max(1.0, t.to(torch::kFloat32).abs().max().item<double>()),
+                     (key + ": " + std::to_string(diff)).c_str());
+        }
+        kto::DemoTrainOptions one = toy_options(base + "/one-thread");
+        one.vae_batch_halves = true;
+        one.threads = 1;
+        kto::test::expect_error([&] { kto::train_demo_model(one, {}); }, "--vae-batch-halves needs");
+        QVERIFY(!fs::exists(base + "/one-thread/tokenizer"));
+        kto::DemoTrainOptions palette = toy_options(base + "/palette");
+        palette.vae_batch_halves = true;
+        palette.threads = 2;
+        palette.vae_palette_weight = 0.1;
+        kto::test::expect_error([&] { kto::train_demo_model(palette, {}); }, "--vae-palette-weight");
+        QVERIFY(!fs::exists(base + "/palette/tokenizer"));
+    }
+
     // --mixed-precision bf16 runs the UNet phase under CPU autocast: it trains (finite losses, the
     // attention loss included) and gives another UNet than fp32 from the same seed, still fp16 on disk.
     void bf16AutocastTrainsTheUNet() {
