@@ -12,8 +12,8 @@ namespace kto {
 // training batch: 128 matrices of 64 x 24 x 77 per product) that costs 2 to 3 times the arithmetic.
 // Where it pays (fp32 CPU tensors, libtorch before 2.1, the BLAS `sgemm_` that libtorch loaded found
 // at run time), this spreads the matrices over the intra-op threads and calls `sgemm_` on each in
-// place: no copies for a transposed operand, the same BLAS kernel per matrix as libtorch's loop, so
-// the same results; forward and backward both. Elsewhere (CUDA, other dtypes, libtorch 2.1+, whose
+// place: no copies for a transposed operand, the BLAS libtorch's loop calls, so the same results up to
+// rounding; forward and backward both. Elsewhere (CUDA, other dtypes, libtorch 2.1+, whose
 // bmm calls its BLAS without the per-matrix dispatch) it is torch::matmul. KTO_CPU_BMM=0 turns the
 // fast path off (for comparisons).
 torch::Tensor batched_matmul(const torch::Tensor& a, const torch::Tensor& b, double alpha = 1.0);

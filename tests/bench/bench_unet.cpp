@@ -8,9 +8,14 @@
 // 20-step generations (with every core: the CFG halves side by side and as one batch), so one sees
 // whether the time goes to arithmetic or to per-operator cost;
 // the same in bf16, and SD 1.5's UNet step in bf16 against fp32 on the CPU (cpuBf16Step: AMX /
-// AVX512-BF16 where the CPU has them; see default_cpu_dtype).
+// AVX512-BF16 where the CPU has them; see default_cpu_dtype). Then train-demo's two training steps
+// (VAE, text encoder + UNet), each whole and as half-batches side by side (demoTrainStep), and
+// attention's batched matrix products, libtorch's bmm against kto::batched_matmul
+// (attentionBatchedMatmul).
 //   ctest -L bench -R bench_unet --output-on-failure        (KTO_BENCH_STEPS=N: UNet steps timed)
+//   build/tests/bench_unet demoTrainStep attentionBatchedMatmul   (those two alone)
 //   KTO_BENCH_PROFILE_DEMO=TRACE: chrome://tracing files of ten demo UNet steps, fp32 and bf16
+//   KTO_BENCH_PROFILE_TRAIN=FILE: the same of ten demo training steps (text encoder + UNet)
 // Goals (issue 4): CPU step within 1.5x of the matmul limit; peak RSS < 6 GB.
 #include <QtTest/QtTest>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -29,6 +34,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/common/batched_matmul.h"
 #include "core/common/runtime.h"
 #include "core/pipeline/pipeline.h"
 #include "core/train/demo_model.h"
@@ -373,50 +379,103 @@ private slots:
         kto::configure_torch_threads(cores);
     }
 
-    // A text encoder + UNet training step of train-demo's recipe (batch 32, its losses, fp32 unless
-    // the CPU has bf16 units), whole and as two half-batches side by side (--unet-batch-halves):
-    // seconds per step over steps 6..N (KTO_BENCH_TRAIN_STEPS, default 30) and the rate that is of
-    // the UNet's analytic FLOPs (forward + backward = 3x forward). KTO_BENCH_PROFILE_TRAIN=FILE:
-    // a chrome://tracing file of ten whole-batch steps.
+    // A training step of train-demo's recipe on every core: the VAE phase's (batch 16 at 64x64, from
+    // scratch) and the text encoder + UNet phase's (batch 32, its losses, on the shipped VAE; fp32 unless
+    // the CPU has bf16 units), each whole and as two half-batches side by side (--vae-batch-halves,
+    // --unet-batch-halves), in turn twice so that the machine's drift hits both: seconds per step over
+    // steps 6..N (KTO_BENCH_TRAIN_STEPS, default 30), and for the UNet the rate of its analytic FLOPs
+    // (forward + backward = 3x forward). KTO_BENCH_PROFILE_TRAIN=FILE: a chrome://tracing file of ten
+    // whole-batch UNet steps.
     void demoTrainStep() {
         const int cores = static_cast<int>(std::thread::hardware_concurrency());
         const int n = qEnvironmentVariableIntValue("KTO_BENCH_TRAIN_STEPS") > 5
                           ? qEnvironmentVariableIntValue("KTO_BENCH_TRAIN_STEPS") : 30;
         kto::ModelBundle b = kto::ModelBundle::load(kto::test::demo_model_dir());
         const double flops_1 = unet_flops_per_sample(b.unet->config(), 16, 16, 77);
-        auto run = [&](bool halves, int steps) {
+        auto run = [&](bool vae_phase, bool halves, int steps) {
             QTemporaryDir dir;
             kto::DemoTrainOptions o;
             o.out_dir = dir.path().toStdString() + "/m";
-            o.vae_from = kto::test::demo_model_dir();
-            o.vae_steps = 0;
-            o.unet_steps = steps;
+            if (vae_phase) {
+                o.vae_steps = steps;
+                o.unet_steps = 0;
+                o.cache_images = 16;
+                o.vae_batch_halves = halves;
+            } else {
+                o.vae_from = kto::test::demo_model_dir();
+                o.vae_steps = 0;
+                o.unet_steps = steps;
+                o.cache_images = 640;
+                o.unet_batch_halves = halves;
+            }
             o.unet_rounds = 0;
-            o.cache_images = 640;
             o.threads = cores;
-            o.unet_batch_halves = halves;
+            const std::string phase = vae_phase ? "vae" : "unet";
             Clock::time_point t5{};
-            int last = 0;
             double seconds = 0;
             kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
-                if (p.phase == "unet" && p.step == 5) t5 = Clock::now();
-                if (p.phase == "unet" && p.step == steps && p.step > last && p.step > 5) seconds = seconds_since(t5);
-                if (p.phase == "unet") last = p.step;
+                if (p.phase == phase && p.step == 5) t5 = Clock::now();
+                if (p.phase == phase && p.step == steps && seconds == 0) seconds = seconds_since(t5);
                 return true;
             });
             return seconds / (steps - 5);
         };
-        for (const bool halves : {false, true}) {
-            if (halves && (cores < 2 || !kto::CpuPairRunner::available())) continue;
-            const double s = run(halves, n);
-            std::printf("BENCH demo train step (text encoder + UNet, batch 32, %d thread(s)%s): %.3f s/step (steps 6..%d), "
-                        "UNet %.1f GFLOP/step, %.1f GFLOP/s\n",
-                        cores, halves ? ", halves side by side" : "", s, n, 3 * flops_1 * 32 / 1e9, 3 * flops_1 * 32 / s / 1e9);
+        const bool pairs = cores >= 2 && kto::CpuPairRunner::available();
+        for (const bool vae_phase : {true, false}) {
+            for (int round = 0; round < 2; ++round) {
+                for (const bool halves : {false, true}) {
+                    if (halves && !pairs) continue;
+                    const double s = run(vae_phase, halves, n);
+                    if (vae_phase)
+                        std::printf("BENCH demo train step, VAE (batch 16, %d thread(s)%s): %.3f s/step (steps 6..%d)\n",
+                                    cores, halves ? ", halves side by side" : "", s, n);
+                    else
+                        std::printf("BENCH demo train step, text encoder + UNet (batch 32, %d thread(s)%s): %.3f s/step "
+                                    "(steps 6..%d), UNet %.1f GFLOP/step, %.1f GFLOP/s\n",
+                                    cores, halves ? ", halves side by side" : "", s, n, 3 * flops_1 * 32 / 1e9,
+                                    3 * flops_1 * 32 / s / 1e9);
+                }
+            }
         }
         if (const char* trace = std::getenv("KTO_BENCH_PROFILE_TRAIN")) {
             std::ofstream out(trace);
             torch::autograd::profiler::RecordProfile guard(out);
-            run(false, 10);
+            run(false, false, 10);
+        }
+    }
+
+    // Attention's batched matrix products at the demo training step's shapes (batch 32 x 4 heads;
+    // 8x8 self- and cross-attention, the text encoder's 77 x 77): libtorch's bmm against
+    // kto::batched_matmul (sgemm_ per matrix over the threads where libtorch is before 2.1), on every
+    // core; medians of 50, in turn.
+    void attentionBatchedMatmul() {
+        const int cores = static_cast<int>(std::thread::hardware_concurrency());
+        kto::configure_torch_threads(cores);
+        if (!kto::cpu_batched_matmul_available()) QSKIP("batched_matmul is torch::matmul here (libtorch 2.1+ or no sgemm_)");
+        struct Shape { int64_t batch, m, k, n; const char* what; };
+        for (const Shape& sh : {Shape{128, 64, 24, 77, "8x8 cross-attention scores"},
+                                Shape{128, 64, 77, 24, "8x8 cross-attention output"},
+                                Shape{128, 64, 24, 64, "8x8 self-attention scores"},
+                                Shape{128, 77, 16, 77, "text encoder scores"},
+                                Shape{16, 256, 64, 256, "VAE 16x16 self-attention scores (batch 16, 1 head)"}}) {
+            const auto a = torch::randn({sh.batch, sh.m, sh.k}), bt = torch::randn({sh.batch, sh.n, sh.k});
+            const auto bb = bt.transpose(1, 2);  // k transposed, as attention's scores take it
+            std::vector<double> mine, theirs;
+            for (int i = 0; i < 55; ++i) {
+                auto t0 = Clock::now();
+                torch::bmm(a, bb);
+                if (i >= 5) theirs.push_back(seconds_since(t0) * 1e6);
+                t0 = Clock::now();
+                kto::batched_matmul(a, bb);
+                if (i >= 5) mine.push_back(seconds_since(t0) * 1e6);
+            }
+            std::sort(mine.begin(), mine.end());
+            std::sort(theirs.begin(), theirs.end());
+            std::printf("BENCH batched matmul %lld x [%lld x %lld] @ [%lld x %lld] (%s), %d thread(s): torch::bmm %.0f us, "
+                        "kto::batched_matmul %.0f us (medians of 50)\n",
+                        static_cast<long long>(sh.batch), static_cast<long long>(sh.m), static_cast<long long>(sh.k),
+                        static_cast<long long>(sh.k), static_cast<long long>(sh.n), sh.what, cores,
+                        theirs[theirs.size() / 2], mine[mine.size() / 2]);
         }
     }
 
