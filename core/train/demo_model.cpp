@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -190,6 +191,26 @@ ObjectiveKind check_align_options(const DemoAlignOptions& opt) {
     if (!(opt.lr > 0) || !(opt.beta > 0) || !(opt.guidance >= 1))
         throw Error("alignment: --align-lr and --align-beta must be > 0 and the guidance >= 1");
     return parse_objective(opt.objective, "alignment: --align-objective");
+}
+
+// One training step's backward as two half-batches side by side: objective(0) and objective(1) (the halves'
+// losses, each its share of the whole batch's) run on the pair runner's two threads with gradients on, each
+// half's gradients are taken (not accumulated, so the order of the sum is fixed and the step deterministic)
+// and each parameter's gradient is set to their sum: the whole batch's up to rounding.
+void backward_halves_side_by_side(CpuPairRunner& pairs, const std::vector<torch::Tensor>& params,
+                                  const std::function<torch::Tensor(int half)>& objective) {
+    std::array<std::vector<torch::Tensor>, 2> grads;
+    auto half = [&](int k) {
+        torch::AutoGradMode grad_on(true);
+        grads[k] = torch::autograd::grad({objective(k)}, params, {}, /*retain_graph=*/false,
+                                         /*create_graph=*/false, /*allow_unused=*/true);
+    };
+    pairs.run([&] { half(0); }, [&] { half(1); });
+    for (size_t i = 0; i < params.size(); ++i) {
+        const torch::Tensor &g0 = grads[0][i], &g1 = grads[1][i];
+        if (g0.defined() || g1.defined())
+            params[i].mutable_grad() = g0.defined() && g1.defined() ? g0 + g1 : (g0.defined() ? g0 : g1);
+    }
 }
 
 }  // namespace
@@ -551,11 +572,12 @@ void train_demo_model(const DemoTrainOptions& opt,
             for (int i = 0; i < opt.vae_batch; ++i)
                 scenes.push_back(scene_for_index(scene_stream + 1, uint64_t(step) * opt.vae_batch + i));
             const torch::Tensor x = render_batch(scenes).to(dev);
+            adam.zero_grad();
+            double now = 0;
             if (pairs) {
                 // Two half-batches side by side. Every draw and every normaliser is the whole batch's: the
                 // posterior noise (what sample_latents draws), the shape weights' sum, the KL term's count;
-                // each half's loss is its share, so the two gradients (taken, then summed in a fixed order)
-                // are the whole batch's up to rounding.
+                // each half's loss is its share, so the two gradients add up to the whole batch's.
                 const int64_t batch = x.size(0), mid = batch / 2;
                 const VAEConfig& vc = vae->config();
                 const int64_t down = int64_t(1) << (vc.block_out_channels.size() - 1);
@@ -566,9 +588,7 @@ void train_demo_model(const DemoTrainOptions& opt,
                                                   : torch::ones_like(x);
                 const double weight_total = weights.sum().item<double>();
                 std::array<torch::Tensor, 2> part;
-                std::array<std::vector<torch::Tensor>, 2> grads;
-                auto half = [&](int k) {
-                    torch::AutoGradMode grad_on(true);
+                backward_halves_side_by_side(*pairs, vae_params, [&](int k) {
                     const int64_t lo = k == 0 ? 0 : mid, hi = k == 0 ? mid : batch;
                     const torch::Tensor xk = x.slice(0, lo, hi);
                     const LatentDist dk = vae->encode(xk);
@@ -578,49 +598,34 @@ void train_demo_model(const DemoTrainOptions& opt,
                     const torch::Tensor klk =
                         0.5 * (dk.mean.pow(2) + dk.logvar.exp() - 1.0 - dk.logvar).sum() / double(eps.numel());
                     part[k] = (errk * weights.slice(0, lo, hi)).sum() / weight_total + opt.vae_kl_weight * klk;
-                    grads[k] = torch::autograd::grad({part[k]}, vae_params, {}, /*retain_graph=*/false,
-                                                     /*create_graph=*/false, /*allow_unused=*/true);
-                };
-                pairs->run([&] { half(0); }, [&] { half(1); });
-                adam.zero_grad();
-                for (size_t i = 0; i < vae_params.size(); ++i) {
-                    const torch::Tensor &g0 = grads[0][i], &g1 = grads[1][i];
-                    if (g0.defined() || g1.defined())
-                        vae_params[i].mutable_grad() = g0.defined() && g1.defined() ? g0 + g1 : (g0.defined() ? g0 : g1);
+                    return part[k];
+                });
+                now = part[0].item<double>() + part[1].item<double>();
+            } else {
+                const LatentDist d = vae->encode(x);
+                const torch::Tensor z = sample_latents(d, gen);
+                const torch::Tensor y = vae->decode(z);
+                const torch::Tensor kl = 0.5 * (d.mean.pow(2) + d.logvar.exp() - 1.0 - d.logvar).mean();
+                const torch::Tensor err = (y - x).abs() + (y - x).pow(2);
+                const torch::Tensor rec =
+                    opt.vae_shape_weight > 0 ? shape_weighted_mean(err, shape_mask(scenes, x), opt.vae_shape_weight)
+                                             : err.mean();
+                torch::Tensor loss = rec + opt.vae_kl_weight * kl;
+                if (opt.vae_palette_weight > 0) {
+                    const auto [target, cells] = demo_palette_targets(x, opt.vae_palette_radius);
+                    const torch::Tensor miss = ((d.mean - target).pow(2) * cells).sum() /
+                                               (cells.sum() * double(target.size(1))).clamp_min(1.0);
+                    loss = loss + opt.vae_palette_weight * miss;
                 }
-                torch::nn::utils::clip_grad_norm_(vae_params, 1.0);
-                const double lr = opt.vae_lr * 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.vae_steps)));
-                for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-                adam.step();
-                const double now = part[0].item<double>() + part[1].item<double>();
-                ema = step == 0 ? now : 0.98 * ema + 0.02 * now;
-                report("vae", step + 1, opt.vae_steps, ema);
-                continue;
+                loss.backward();
+                now = loss.item<double>();
             }
-            const LatentDist d = vae->encode(x);
-            const torch::Tensor z = sample_latents(d, gen);
-            const torch::Tensor y = vae->decode(z);
-            const torch::Tensor kl =
-                0.5 * (d.mean.pow(2) + d.logvar.exp() - 1.0 - d.logvar).mean();
-            const torch::Tensor err = (y - x).abs() + (y - x).pow(2);
-            const torch::Tensor rec =
-                opt.vae_shape_weight > 0 ? shape_weighted_mean(err, shape_mask(scenes, x), opt.vae_shape_weight)
-                                         : err.mean();
-            torch::Tensor loss = rec + opt.vae_kl_weight * kl;
-            if (opt.vae_palette_weight > 0) {
-                const auto [target, cells] = demo_palette_targets(x, opt.vae_palette_radius);
-                const torch::Tensor miss = ((d.mean - target).pow(2) * cells).sum() /
-                                           (cells.sum() * double(target.size(1))).clamp_min(1.0);
-                loss = loss + opt.vae_palette_weight * miss;
-            }
-            adam.zero_grad();
-            loss.backward();
-            torch::nn::utils::clip_grad_norm_(vae->parameters(), 1.0);
+            torch::nn::utils::clip_grad_norm_(vae_params, 1.0);
             // Cosine decay keeps the last steps gentle.
             const double lr = opt.vae_lr * 0.5 * (1.0 + std::cos(M_PI * step / std::max(1, opt.vae_steps)));
             for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
             adam.step();
-            ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
+            ema = step == 0 ? now : 0.98 * ema + 0.02 * now;
             report("vae", step + 1, opt.vae_steps, ema);
         }
     }
@@ -806,31 +811,19 @@ void train_demo_model(const DemoTrainOptions& opt,
                 std::tie(loss, attention_loss) = losses_of_rows(0, batch, attention_maps);
                 (attend ? loss + opt.attention_loss_weight * attention_loss : loss).backward();
             } else {
-                // Two half-batches side by side, each recording its own attention maps; their gradients
-                // (taken, not accumulated, so the sum's order is fixed) add up to the whole batch's.
+                // Two half-batches side by side, each recording its own attention maps.
                 std::array<std::pair<torch::Tensor, torch::Tensor>, 2> part;
-                std::array<std::vector<torch::Tensor>, 2> grads;
-                auto half = [&](int k) {
-                    torch::AutoGradMode grad_on(true);
+                backward_halves_side_by_side(*pairs, params, [&](int k) {
                     AttentionProbe maps;
                     struct ProbeScope {
                         explicit ProbeScope(AttentionProbe* p) { thread_attention_probe() = p; }
                         ~ProbeScope() { thread_attention_probe() = nullptr; }
                     } scope(&maps);
                     part[k] = k == 0 ? losses_of_rows(0, batch / 2, maps) : losses_of_rows(batch / 2, batch, maps);
-                    const torch::Tensor objective =
-                        attend ? part[k].first + opt.attention_loss_weight * part[k].second : part[k].first;
-                    grads[k] = torch::autograd::grad({objective}, params, {}, /*retain_graph=*/false,
-                                                     /*create_graph=*/false, /*allow_unused=*/true);
-                };
-                pairs->run([&] { half(0); }, [&] { half(1); });
+                    return attend ? part[k].first + opt.attention_loss_weight * part[k].second : part[k].first;
+                });
                 loss = part[0].first.detach() + part[1].first.detach();
                 if (attend) attention_loss = part[0].second.detach() + part[1].second.detach();
-                for (size_t i = 0; i < params.size(); ++i) {
-                    const torch::Tensor &g0 = grads[0][i], &g1 = grads[1][i];
-                    if (g0.defined() || g1.defined())
-                        params[i].mutable_grad() = g0.defined() && g1.defined() ? g0 + g1 : (g0.defined() ? g0 : g1);
-                }
             }
             if (attend) {
                 const double a_now = attention_loss.item<double>();
