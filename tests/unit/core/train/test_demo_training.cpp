@@ -80,6 +80,30 @@ std::vector<double> foreground_fractions(const kto::DemoEvalResult& r) {
     return out;
 }
 
+// Runs with batch halves against one over the whole batch: `losses` and `weights` hold the whole batch's run,
+// then two runs with halves. Each reported loss (`reports` of them) is positive and agrees within 1e-5 relative
+// with the whole batch's; the two halves' runs report the same and save the same weights, which are within fp16
+// rounding of the whole batch's.
+void expect_halves_match_whole(const std::vector<std::vector<double>>& losses,
+                               const std::vector<kto::TensorMap>& weights, size_t reports) {
+    QCOMPARE(losses.size(), size_t(3));
+    QCOMPARE(weights.size(), size_t(3));
+    QCOMPARE(losses[0].size(), reports);
+    for (size_t i = 0; i < losses[0].size(); ++i) {
+        QVERIFY2(losses[0][i] > 0, std::to_string(losses[0][i]).c_str());
+        QVERIFY2(std::abs(losses[1][i] - losses[0][i]) < 1e-5 * losses[0][i],
+                 (std::to_string(losses[1][i]) + " vs " + std::to_string(losses[0][i])).c_str());
+    }
+    QCOMPARE(losses[1], losses[2]);
+    for (const auto& [key, t] : weights[0]) {
+        QVERIFY2(torch::equal(weights[1].at(key), weights[2].at(key)), key.c_str());
+        const torch::Tensor whole = t.to(torch::kFloat32);
+        const double diff = (weights[1].at(key).to(torch::kFloat32) - whole).abs().max().item<double>();
+        QVERIFY2(diff <= 2e-3 * std::max(1.0, whole.abs().max().item<double>()),
+                 (key + ": " + std::to_string(diff)).c_str());
+    }
+}
+
 }  // namespace
 
 class TestDemoTraining : public QObject {
@@ -461,19 +485,8 @@ private slots:
             losses.push_back(reported);
             unets.push_back(kto::load_safetensors(o.out_dir + "/unet/diffusion_pytorch_model.safetensors"));
         }
-        QCOMPARE(losses[0].size(), size_t(6));
-        for (size_t i = 0; i < losses[0].size(); ++i) {
-            QVERIFY2(losses[0][i] > 0, std::to_string(losses[0][i]).c_str());
-            QVERIFY2(std::abs(losses[1][i] - losses[0][i]) < 1e-5 * losses[0][i],
-                     (std::to_string(losses[1][i]) + " vs " + std::to_string(losses[0][i])).c_str());
-        }
-        QCOMPARE(losses[1], losses[2]);
-        for (const auto& [key, t] : unets[0]) {
-            QVERIFY2(torch::equal(unets[1].at(key), unets[2].at(key)), key.c_str());
-            const double diff = (unets[1].at(key).to(torch::kFloat32) - t.to(torch::kFloat32)).abs().max().item<double>();
-            QVERIFY2(diff <= 2e-3 * std::max(1.0, t.to(torch::kFloat32).abs().max().item<double>()),
-                     (key + ": " + std::to_string(diff)).c_str());
-        }
+        expect_halves_match_whole(losses, unets, 6);
+        if (QTest::currentTestFailed()) return;
         kto::DemoTrainOptions one = toy_options_on_shipped_vae(base + "/one-thread");
         one.unet_batch_halves = true;
         one.threads = 1;
@@ -505,21 +518,10 @@ private slots:
             losses.push_back(reported);
             vaes.push_back(kto::load_safetensors(o.out_dir + "/vae/diffusion_pytorch_model.safetensors"));
         }
-        QCOMPARE(losses[0].size(), size_t(3));
-        for (size_t i = 0; i < losses[0].size(); ++i) {
-            QVERIFY2(losses[0][i] > 0, std::to_string(losses[0][i]).c_str());
-            QVERIFY2(std::abs(losses[1][i] - losses[0][i]) < 1e-5 * losses[0][i],
-                     (std::to_string(losses[1][i]) + " vs " + std::to_string(losses[0][i])).c_str());
-        }
-        QCOMPARE(losses[1], losses[2]);
+        expect_halves_match_whole(losses, vaes, 3);
+        if (QTest::currentTestFailed()) return;
         QVERIFY(any_tensor_differs(vaes[0], kto::load_safetensors(kto::test::demo_model_dir() +
                                                                    "/vae/diffusion_pytorch_model.safetensors")));
-        for (const auto& [key, t] : vaes[0]) {
-            QVERIFY2(torch::equal(vaes[1].at(key), vaes[2].at(key)), key.c_str());
-            const double diff = (vaes[1].at(key).to(torch::kFloat32) - t.to(torch::kFloat32)).abs().max().item<double>();
-            QVERIFY2(diff <= 2e-3 * std::max(1.0, t.to(torch::kFloat32).abs().max().item<double>()),
-                     (key + ": " + std::to_string(diff)).c_str());
-        }
         kto::DemoTrainOptions one = toy_options(base + "/one-thread");
         one.vae_batch_halves = true;
         one.threads = 1;
