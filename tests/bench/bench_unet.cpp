@@ -420,6 +420,7 @@ private slots:
             });
             return seconds / (steps - 5);
         };
+        kto::configure_torch_threads(cores);  // what train-demo sets; CpuPairRunner::available() reads it
         const bool pairs = cores >= 2 && kto::CpuPairRunner::available();
         for (const bool vae_phase : {true, false}) {
             for (int round = 0; round < 2; ++round) {
