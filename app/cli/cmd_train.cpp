@@ -12,9 +12,9 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "app/cli/command.h"
+#include "app/cli/duration_text.h"
 #include "core/common/error.h"
 #include "core/io/model_folder.h"
 #include "core/train/dataset.h"
@@ -31,16 +31,6 @@ std::atomic<kto::TrainingJob*> g_job{nullptr};
 
 extern "C" void on_sigint(int) {
     if (auto* job = g_job.load()) job->cancel();
-}
-
-std::string duration_text(double s) {
-    if (!std::isfinite(s) || s < 0) return "?";
-    const auto t = static_cast<int64_t>(s + 0.5);
-    std::ostringstream os;
-    if (t >= 3600) os << t / 3600 << "h" << (t % 3600) / 60 << "m";
-    else if (t >= 60) os << t / 60 << "m" << t % 60 << "s";
-    else os << t << "s";
-    return os.str();
 }
 
 std::string num(double v, const char* fmt) {
@@ -214,7 +204,7 @@ int run_train(const Args& a) {
                   << "  loss " << num(m.loss, "%.4f") << "  margin " << num(m.reward_margin, "%+.2e")
                   << "  kl " << num(m.kl, "%.2e") << "  |g| " << num(m.grad_norm, "%.3f") << "  lr "
                   << num(m.lr, "%.1e") << "  " << num(m.samples_per_second, "%.1f") << " samples/s  ETA "
-                  << duration_text(m.eta_seconds) << (tty ? "" : "\n") << std::flush;
+                  << kto::cli::duration_text(m.eta_seconds) << (tty ? "" : "\n") << std::flush;
     };
     cb.on_checkpoint = [&](int64_t, const std::string& dir) {
         std::cerr << (tty ? "\r\033[K" : "") << "checkpoint " << dir << "\n";
