@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "app/cli/command.h"
+#include "app/cli/duration_text.h"
 #include "app/cli/sampling_options.h"
 #include "core/common/error.h"
 #include "core/common/runtime.h"
@@ -242,15 +243,23 @@ kto::cli::CommandRegistrar train_reg{
                  return 0;
              }
              std::string last_phase;
+             kto::DemoRunEta eta(*opt);
              kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
                  // The decoder validation's decision reads as a sentence, as in --refine-decoder-only.
                  if (p.phase == "decoder-kept" || p.phase == "decoder-undone") return print_phase_progress(p);
+                 const kto::DemoRunEta::Estimate left = eta.update(p);
                  const bool phase_end = p.step == p.total;
                  if (p.phase != last_phase || phase_end || p.step % 25 == 0) {
                      std::fprintf(stderr, "\r%-7s %6d/%-6d loss %.4f", p.phase.c_str(), p.step, p.total, p.loss);
                      if (opt->attention_loss_weight > 0 && p.phase.rfind("unet", 0) == 0)
                          std::fprintf(stderr, " attention %.4f", p.attention_loss);
                      std::fprintf(stderr, "  %6.0f s", p.elapsed_s);
+                     // The time left: the whole run's once the UNet's pace is known, before that the phase's.
+                     if (!phase_end && left.seconds >= 0)
+                         std::fprintf(stderr, "  %s %-7s", left.to_the_end ? "run ends in" : "phase ends in",
+                                      kto::cli::duration_text(left.seconds).c_str());
+                     else
+                         std::fprintf(stderr, "%23s", "");
                      if (phase_end) std::fprintf(stderr, "\n");
                      std::fflush(stderr);
                  }

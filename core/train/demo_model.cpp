@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -214,6 +215,33 @@ void backward_halves_side_by_side(CpuPairRunner& pairs, const std::vector<torch:
 }
 
 }  // namespace
+
+DemoRunEta::DemoRunEta(const DemoTrainOptions& opt)
+    : rounds_(std::max(0, opt.unet_rounds)),
+      round_steps_(std::max(0, opt.unet_round_steps)),
+      more_after_(opt.decoder_steps > 0 || opt.align_rounds > 0) {}
+
+DemoRunEta::Estimate DemoRunEta::update(const DemoProgress& p) {
+    if (p.phase != phase_) {
+        phase_ = p.phase;
+        first_step_ = p.step;
+        first_s_ = p.elapsed_s;
+    }
+    // "unet" is the phase, "unet+K" its K-th round.
+    const bool unet = p.phase.rfind("unet", 0) == 0;
+    const int round = unet && p.phase.size() > 5 && p.phase[4] == '+' ? std::atoi(p.phase.c_str() + 5) : 0;
+    double pace = -1;
+    if (p.step - first_step_ >= 5) pace = (p.elapsed_s - first_s_) / double(p.step - first_step_);
+    if (unet && pace > 0) unet_pace_ = pace;
+    if (unet && pace < 0 && round > 0) pace = unet_pace_;
+    Estimate e;
+    if (pace < 0 || p.phase == "save") return e;
+    double steps_left = std::max(0, p.total - p.step);
+    if (unet) steps_left += double(std::max(0, rounds_ - round)) * round_steps_;
+    e.seconds = steps_left * pace;
+    e.to_the_end = unet && !more_after_;
+    return e;
+}
 
 torch::Tensor shape_cells(const Shape& shape, int r) {
     if (r <= 0) throw Error("shape_cells: the grid needs at least one cell");

@@ -176,6 +176,30 @@ struct DemoProgress {
     double attention_loss = 0;
 };
 
+// How long a train_demo_model run has left, from its progress reports as they come: the current phase's
+// remaining steps at the pace its own steps have kept (from its 5th step on), plus, in the text encoder +
+// UNet phase and its rounds, the rounds still to come at that pace (a round's step costs the phase's; a
+// round's first steps use it too). Before that phase the estimate is the phase's alone (the UNet's pace is
+// not known yet), and it never covers what follows the rounds: a decoder refinement (decoder_steps > 0), the
+// alignment rounds (align_rounds > 0), saving.
+class DemoRunEta {
+public:
+    explicit DemoRunEta(const DemoTrainOptions& opt);
+    struct Estimate {
+        double seconds = -1;      // negative: not known yet
+        bool to_the_end = false;  // covers the whole run, not only the current phase
+    };
+    Estimate update(const DemoProgress& p);
+
+private:
+    int rounds_, round_steps_;
+    bool more_after_;  // a decoder refinement or alignment rounds follow the UNet rounds
+    std::string phase_;
+    int first_step_ = 0;
+    double first_s_ = 0;
+    double unet_pace_ = -1;  // seconds a text encoder + UNet step, once measured
+};
+
 // Which of an r x r grid's cells (row-major, y down, as a UNet flattens a feature map for attention)
 // the shape touches: 1 where any of 4x4 sub-samples per cell lies inside it, else 0. [r * r] float32.
 torch::Tensor shape_cells(const shapes::Shape& shape, int r);

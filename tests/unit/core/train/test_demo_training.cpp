@@ -494,6 +494,54 @@ private slots:
         QVERIFY(!fs::exists(base + "/one-thread/tokenizer"));
     }
 
+    // DemoRunEta, what train-demo's progress line says is left: the current phase's steps at its own pace from
+    // its 5th step on; in the UNet phase and its rounds the rounds to come too, at the UNet's pace (which a
+    // round's first steps borrow); the whole run's only when nothing follows the rounds.
+    void runEtaCountsThePhaseAndTheRoundsToCome() {
+        kto::DemoTrainOptions o;
+        o.vae_steps = 100;
+        o.unet_steps = 200;
+        o.unet_rounds = 2;
+        o.unet_round_steps = 50;
+        o.decoder_steps = 0;
+        o.align_rounds = 0;
+        kto::DemoRunEta eta(o);
+        auto at = [&](const char* phase, int step, int total, double s) {
+            return eta.update(kto::DemoProgress{phase, step, total, 0.1, s, 0.0});
+        };
+        QVERIFY(at("vae", 1, 100, 10.0).seconds < 0);  // a phase's first steps: no pace yet
+        QVERIFY(at("vae", 5, 100, 12.0).seconds < 0);
+        kto::DemoRunEta::Estimate e = at("vae", 6, 100, 12.5);  // 0.5 s a step
+        QCOMPARE(e.seconds, 94 * 0.5);
+        QVERIFY(!e.to_the_end);  // the UNet's pace is not known yet
+        QVERIFY(at("latents", 64, 640, 60.0).seconds < 0);
+        e = at("latents", 384, 640, 65.0);  // 320 images in 5 s
+        QCOMPARE(e.seconds, 256 * 5.0 / 320);
+        QVERIFY(!e.to_the_end);
+        QVERIFY(at("unet", 1, 200, 100.0).seconds < 0);
+        e = at("unet", 11, 200, 120.0);  // 2 s a step: 189 steps left and two rounds of 50
+        QCOMPARE(e.seconds, (189 + 2 * 50) * 2.0);
+        QVERIFY(e.to_the_end);
+        e = at("unet+1", 1, 50, 505.0);  // the round's first step: the UNet's pace
+        QCOMPARE(e.seconds, (49 + 50) * 2.0);
+        QVERIFY(e.to_the_end);
+        e = at("unet+1", 6, 50, 520.0);  // the round's own pace, 3 s a step, from its 5th step
+        QCOMPARE(e.seconds, (44 + 50) * 3.0);
+        e = at("unet+2", 1, 50, 660.0);  // the last round borrows the latest pace
+        QCOMPARE(e.seconds, 49 * 3.0);
+        QVERIFY(at("save", 0, 1, 810.0).seconds < 0);
+        // A decoder refinement or alignment rounds after the UNet rounds: the estimate never claims the run's end.
+        for (int k = 0; k < 2; ++k) {
+            kto::DemoTrainOptions more = o;
+            (k == 0 ? more.decoder_steps : more.align_rounds) = 1;
+            kto::DemoRunEta after(more);
+            after.update(kto::DemoProgress{"unet", 1, 200, 0.1, 100.0, 0.0});
+            e = after.update(kto::DemoProgress{"unet", 11, 200, 0.1, 120.0, 0.0});
+            QCOMPARE(e.seconds, (189 + 2 * 50) * 2.0);
+            QVERIFY(!e.to_the_end);
+        }
+    }
+
     // --vae-batch-halves: each VAE step as two half-batches side by side, gradients summed. The same VAE
     // phase up to rounding (the reported losses agree, the weights nearly), deterministic itself, and
     // refused where it cannot run (one thread, the palette anchor) before anything is written.
