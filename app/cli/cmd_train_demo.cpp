@@ -44,22 +44,37 @@ void write_details(const std::string& path, const kto::DemoEvalResult& r) {
     kto::storage::write_file_atomically(path, csv);
 }
 
+// The decoder validation's decision, as a sentence.
+void print_decoder_decision(const kto::DemoProgress& p) {
+    std::fprintf(stderr, "decoder refinement %s: validation colour + background + class %.3f refined, %.3f before\n",
+                 p.phase == "decoder-kept" ? "kept" : "undone (the decoder before generates as well or better)", p.loss,
+                 p.attention_loss);
+}
+
 // Progress of a single-phase run (--refine-decoder-only, --align-only) on stderr: every 25th step
-// and each phase's last, named by its phase ("decoder-pool", "decoder", "align-render", ...).
-bool print_phase_progress(const kto::DemoProgress& p) {
-    if (p.phase == "decoder-kept" || p.phase == "decoder-undone") {
-        std::fprintf(stderr, "decoder refinement %s: validation colour + background + class %.3f refined, %.3f before\n",
-                     p.phase == "decoder-kept" ? "kept" : "undone (the decoder before generates as well or better)",
-                     p.loss, p.attention_loss);
+// and each phase's last, named by its phase ("decoder-pool", "decoder", "align-render", ...), with the
+// time the phase has left.
+struct PhaseProgress {
+    kto::DemoRunEta eta{kto::DemoTrainOptions{}};
+    bool operator()(const kto::DemoProgress& p) {
+        if (p.phase == "decoder-kept" || p.phase == "decoder-undone") {
+            print_decoder_decision(p);
+            return true;
+        }
+        const kto::DemoRunEta::Estimate left = eta.update(p);
+        if (p.step % 25 == 0 || p.step == p.total) {
+            std::fprintf(stderr, "\r%-12s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step, p.total, p.loss,
+                         p.elapsed_s);
+            if (p.step != p.total && left.seconds >= 0)
+                std::fprintf(stderr, "  phase ends in %-7s", kto::cli::duration_text(left.seconds).c_str());
+            else
+                std::fprintf(stderr, "%23s", "");
+            if (p.step == p.total) std::fprintf(stderr, "\n");
+            std::fflush(stderr);
+        }
         return true;
     }
-    if (p.step % 25 == 0 || p.step == p.total) {
-        std::fprintf(stderr, "\r%-12s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step, p.total, p.loss, p.elapsed_s);
-        if (p.step == p.total) std::fprintf(stderr, "\n");
-        std::fflush(stderr);
-    }
-    return true;
-}
+};
 
 kto::cli::CommandRegistrar train_reg{
     {"train-demo", "Train the built-in demo model from scratch into a diffusers folder",
@@ -228,7 +243,7 @@ kto::cli::CommandRegistrar train_reg{
              if (*align_only) {
                  kto::DemoAlignOptions a = kto::demo_alignment(*opt);
                  if (a.rounds <= 0) a.rounds = 1;
-                 const auto rounds = kto::align_demo_model(a, print_phase_progress);
+                 const auto rounds = kto::align_demo_model(a, PhaseProgress{});
                  for (size_t i = 0; i < rounds.size(); ++i)
                      std::printf("round %zu: %d of %d renders liked, shape colours right %.1f%%, %.0f s\n", i + 1,
                                  rounds[i].liked, rounds[i].images, 100 * rounds[i].colour_right, rounds[i].seconds);
@@ -238,7 +253,7 @@ kto::cli::CommandRegistrar train_reg{
              if (*refine_only) {
                  kto::DemoDecoderOptions d = kto::decoder_refinement(*opt);
                  if (d.steps <= 0) d.steps = kto::DemoDecoderOptions{}.steps;
-                 const kto::DemoDecoderResult r = kto::refine_demo_decoder(d, print_phase_progress);
+                 const kto::DemoDecoderResult r = kto::refine_demo_decoder(d, PhaseProgress{});
                  std::cout << (r.kept ? "decoder refined in " : "decoder left as it was in ") << opt->out_dir << "\n";
                  return 0;
              }
@@ -246,7 +261,10 @@ kto::cli::CommandRegistrar train_reg{
              kto::DemoRunEta eta(*opt);
              kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
                  // The decoder validation's decision reads as a sentence, as in --refine-decoder-only.
-                 if (p.phase == "decoder-kept" || p.phase == "decoder-undone") return print_phase_progress(p);
+                 if (p.phase == "decoder-kept" || p.phase == "decoder-undone") {
+                     print_decoder_decision(p);
+                     return true;
+                 }
                  const kto::DemoRunEta::Estimate left = eta.update(p);
                  const bool phase_end = p.step == p.total;
                  if (p.phase != last_phase || phase_end || p.step % 25 == 0) {
