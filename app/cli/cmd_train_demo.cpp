@@ -180,8 +180,9 @@ kto::cli::CommandRegistrar train_reg{
                         "Start the text encoder and UNet from this demo model folder's weights and configs "
                         "(experiments that continue a trained model; use with --vae-from the same folder)");
          sub.add_option("--decoder-steps", opt->decoder_steps,
-                        "Last phase: VAE decoder refinement steps on the saved folder (encoder frozen; 0: none; "
-                        "1000 is what --refine-decoder-only runs)")
+                        "Last phase: VAE decoder refinement steps on the saved folder (encoder frozen; half of "
+                        "each batch from latents the UNet re-drew at CFG 5, so that colours survive guidance; "
+                        "validated; 0: none)")
              ->capture_default_str();
          sub.add_option("--decoder-shape-weight", opt->decoder_shape_weight,
                         "Decoder refinement: extra loss weight of shape pixels")

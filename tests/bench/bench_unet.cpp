@@ -409,6 +409,7 @@ private slots:
                 o.unet_batch_halves = halves;
             }
             o.unet_rounds = 0;
+            o.decoder_steps = 0;
             o.threads = cores;
             const std::string phase = vae_phase ? "vae" : "unet";
             Clock::time_point t5{};

@@ -41,6 +41,7 @@ kto::DemoTrainOptions toy_options(const std::string& out) {
     o.unet_shape_weight = 4;
     o.decoder_steps = 2;
     o.decoder_validation_prompts = 0;
+    o.decoder_generated_share = 0;  // the recipe's re-drawn latents take 1024 renders; test_demo_decoder covers them
     o.unet_rounds = 0;
     o.threads = 1;
     return o;
