@@ -273,12 +273,15 @@ kto::cli::CommandRegistrar train_reg{
                      if (opt->attention_loss_weight > 0 && p.phase.rfind("unet", 0) == 0)
                          std::fprintf(stderr, " attention %.4f", p.attention_loss);
                      std::fprintf(stderr, "  %6.0f s", p.elapsed_s);
-                     // The time left: the whole run's once the UNet's pace is known, before that the phase's.
+                     // The time left: before the UNet phase the phase's, from it on the UNet rounds' end or the run's.
+                     using Span = kto::DemoRunEta::Span;
+                     const char* what = left.span == Span::kRun              ? "run ends in"
+                                        : left.span == Span::kUnetAndRounds ? "UNet rounds end in"
+                                                                             : "phase ends in";
                      if (!phase_end && left.seconds >= 0)
-                         std::fprintf(stderr, "  %s %-7s", left.to_the_end ? "run ends in" : "phase ends in",
-                                      kto::cli::duration_text(left.seconds).c_str());
+                         std::fprintf(stderr, "  %s %-7s", what, kto::cli::duration_text(left.seconds).c_str());
                      else
-                         std::fprintf(stderr, "%23s", "");
+                         std::fprintf(stderr, "%28s", "");
                      if (phase_end) std::fprintf(stderr, "\n");
                      std::fflush(stderr);
                  }

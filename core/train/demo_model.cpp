@@ -239,7 +239,7 @@ DemoRunEta::Estimate DemoRunEta::update(const DemoProgress& p) {
     double steps_left = std::max(0, p.total - p.step);
     if (unet) steps_left += double(std::max(0, rounds_ - round)) * round_steps_;
     e.seconds = steps_left * pace;
-    e.to_the_end = unet && !more_after_;
+    if (unet) e.span = more_after_ ? Span::kUnetAndRounds : Span::kRun;
     return e;
 }
 

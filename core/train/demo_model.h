@@ -189,9 +189,12 @@ struct DemoProgress {
 class DemoRunEta {
 public:
     explicit DemoRunEta(const DemoTrainOptions& opt);
+    // What an estimate covers: the current phase; the text encoder + UNet phase and the rounds to come, when a
+    // decoder refinement or alignment rounds follow them; the whole run.
+    enum class Span { kPhase, kUnetAndRounds, kRun };
     struct Estimate {
-        double seconds = -1;      // negative: not known yet
-        bool to_the_end = false;  // covers the whole run, not only the current phase
+        double seconds = -1;  // negative: not known yet
+        Span span = Span::kPhase;
     };
     Estimate update(const DemoProgress& p);
 

@@ -514,24 +514,24 @@ private slots:
         QVERIFY(at("vae", 5, 100, 12.0).seconds < 0);
         kto::DemoRunEta::Estimate e = at("vae", 6, 100, 12.5);  // 0.5 s a step
         QCOMPARE(e.seconds, 94 * 0.5);
-        QVERIFY(!e.to_the_end);  // the UNet's pace is not known yet
+        QCOMPARE(e.span, kto::DemoRunEta::Span::kPhase);  // the UNet's pace is not known yet
         QVERIFY(at("latents", 64, 640, 60.0).seconds < 0);
         e = at("latents", 384, 640, 65.0);  // 320 images in 5 s
         QCOMPARE(e.seconds, 256 * 5.0 / 320);
-        QVERIFY(!e.to_the_end);
+        QCOMPARE(e.span, kto::DemoRunEta::Span::kPhase);
         QVERIFY(at("unet", 1, 200, 100.0).seconds < 0);
         e = at("unet", 11, 200, 120.0);  // 2 s a step: 189 steps left and two rounds of 50
         QCOMPARE(e.seconds, (189 + 2 * 50) * 2.0);
-        QVERIFY(e.to_the_end);
+        QCOMPARE(e.span, kto::DemoRunEta::Span::kRun);
         e = at("unet+1", 1, 50, 505.0);  // the round's first step: the UNet's pace
         QCOMPARE(e.seconds, (49 + 50) * 2.0);
-        QVERIFY(e.to_the_end);
+        QCOMPARE(e.span, kto::DemoRunEta::Span::kRun);
         e = at("unet+1", 6, 50, 520.0);  // the round's own pace, 3 s a step, from its 5th step
         QCOMPARE(e.seconds, (44 + 50) * 3.0);
         e = at("unet+2", 1, 50, 660.0);  // the last round borrows the latest pace
         QCOMPARE(e.seconds, 49 * 3.0);
         QVERIFY(at("save", 0, 1, 810.0).seconds < 0);
-        // A decoder refinement or alignment rounds after the UNet rounds: the estimate never claims the run's end.
+        // A decoder refinement or alignment rounds after the UNet rounds: the estimate covers the UNet rounds only.
         for (int k = 0; k < 2; ++k) {
             kto::DemoTrainOptions more = o;
             (k == 0 ? more.decoder_steps : more.align_rounds) = 1;
@@ -539,7 +539,7 @@ private slots:
             after.update(kto::DemoProgress{"unet", 1, 200, 0.1, 100.0, 0.0});
             e = after.update(kto::DemoProgress{"unet", 11, 200, 0.1, 120.0, 0.0});
             QCOMPARE(e.seconds, (189 + 2 * 50) * 2.0);
-            QVERIFY(!e.to_the_end);
+            QCOMPARE(e.span, kto::DemoRunEta::Span::kUnetAndRounds);
         }
     }
 
