@@ -51,6 +51,19 @@ void print_decoder_decision(const kto::DemoProgress& p) {
                  p.attention_loss);
 }
 
+// The end of a progress line: what the estimate says is left, named by what it covers (the phase, the UNet
+// phase and its rounds, the run); blanks over an earlier one at a phase's end or while nothing is known.
+void print_time_left(const kto::DemoRunEta::Estimate& left, bool phase_end) {
+    using Span = kto::DemoRunEta::Span;
+    const char* what = left.span == Span::kRun              ? "run ends in"
+                       : left.span == Span::kUnetAndRounds ? "UNet rounds end in"
+                                                            : "phase ends in";
+    if (!phase_end && left.seconds >= 0)
+        std::fprintf(stderr, "  %s %-7s", what, kto::cli::duration_text(left.seconds).c_str());
+    else
+        std::fprintf(stderr, "%28s", "");
+}
+
 // Progress of a single-phase run (--refine-decoder-only, --align-only) on stderr: every 25th step
 // and each phase's last, named by its phase ("decoder-pool", "decoder", "align-render", ...), with the
 // time the phase has left.
@@ -65,10 +78,7 @@ struct PhaseProgress {
         if (p.step % 25 == 0 || p.step == p.total) {
             std::fprintf(stderr, "\r%-12s %6d/%-6d loss %.4f  %6.0f s", p.phase.c_str(), p.step, p.total, p.loss,
                          p.elapsed_s);
-            if (p.step != p.total && left.seconds >= 0)
-                std::fprintf(stderr, "  phase ends in %-7s", kto::cli::duration_text(left.seconds).c_str());
-            else
-                std::fprintf(stderr, "%23s", "");
+            print_time_left(left, p.step == p.total);
             if (p.step == p.total) std::fprintf(stderr, "\n");
             std::fflush(stderr);
         }
@@ -273,15 +283,7 @@ kto::cli::CommandRegistrar train_reg{
                      if (opt->attention_loss_weight > 0 && p.phase.rfind("unet", 0) == 0)
                          std::fprintf(stderr, " attention %.4f", p.attention_loss);
                      std::fprintf(stderr, "  %6.0f s", p.elapsed_s);
-                     // The time left: before the UNet phase the phase's, from it on the UNet rounds' end or the run's.
-                     using Span = kto::DemoRunEta::Span;
-                     const char* what = left.span == Span::kRun              ? "run ends in"
-                                        : left.span == Span::kUnetAndRounds ? "UNet rounds end in"
-                                                                             : "phase ends in";
-                     if (!phase_end && left.seconds >= 0)
-                         std::fprintf(stderr, "  %s %-7s", what, kto::cli::duration_text(left.seconds).c_str());
-                     else
-                         std::fprintf(stderr, "%28s", "");
+                     print_time_left(left, phase_end);
                      if (phase_end) std::fprintf(stderr, "\n");
                      std::fflush(stderr);
                  }
