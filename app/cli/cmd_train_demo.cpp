@@ -1,8 +1,10 @@
 // `kto-studio-cli train-demo`: rebuild the built-in demo model from scratch (deterministic on a CPU).
 // `kto-studio-cli demo-eval`: measure its prompt fidelity and speed with the shapes scorer.
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "app/cli/command.h"
 #include "app/cli/duration_text.h"
@@ -14,6 +16,10 @@
 #include "storage/store/workspace.h"
 
 namespace {
+
+// Ctrl-C during train-demo: the run writes a checkpoint at the end of the step and stops.
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void on_train_demo_sigint(int) { g_interrupted = 1; }
 
 std::string yes_no(const kto::shapes::AttributeScore& s) {
     return s.asked == 0 ? "" : s.right == s.asked ? "1" : "0";
@@ -246,6 +252,13 @@ kto::cli::CommandRegistrar train_reg{
          auto device = std::make_shared<std::string>("cpu");
          sub.add_option("--device", *device, "Where to train: cpu, cuda or cuda:N (the shipped model: cpu)")
              ->capture_default_str();
+         sub.add_option("--checkpoint-every", opt->checkpoint_every,
+                        "Write the run's state to OUT/train-demo-checkpoint every N steps of the VAE and UNet "
+                        "phases, at their ends and on Ctrl-C (0: never); removed when the run is complete")
+             ->capture_default_str();
+         sub.add_flag("--resume", opt->resume,
+                      "Continue the interrupted run whose checkpoint --out holds (give the options it was "
+                      "started with; the result is the folder the run would have written)");
          return [opt, refine_only, align_only, device, precision] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              opt->device = kto::cli::parse_device(*device);
@@ -268,28 +281,56 @@ kto::cli::CommandRegistrar train_reg{
                  std::cout << (r.kept ? "decoder refined in " : "decoder left as it was in ") << opt->out_dir << "\n";
                  return 0;
              }
+             // Said once the run has accepted the checkpoint (its options checked), before its first report.
+             std::optional<kto::DemoCheckpointInfo> resuming =
+                 opt->resume ? kto::find_demo_checkpoint(opt->out_dir) : std::nullopt;
              std::string last_phase;
              kto::DemoRunEta eta(*opt);
-             kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
-                 // The decoder validation's decision reads as a sentence, as in --refine-decoder-only.
-                 if (p.phase == "decoder-kept" || p.phase == "decoder-undone") {
-                     print_decoder_decision(p);
+             g_interrupted = 0;
+             struct SigintScope {
+                 void (*previous)(int) = std::signal(SIGINT, on_train_demo_sigint);
+                 ~SigintScope() { std::signal(SIGINT, previous); }
+             } sigint_scope;
+             try {
+                 kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
+                     if (g_interrupted) return false;
+                     if (resuming) {
+                         const kto::DemoCheckpointInfo& c = *resuming;
+                         std::fprintf(stderr, "resuming from %s%s (%s of training so far)\n", c.phase.c_str(),
+                                      c.total > 0 ? (" step " + std::to_string(c.step) + "/" + std::to_string(c.total)).c_str()
+                                                  : " (the folder is written)",
+                                      kto::cli::duration_text(c.elapsed_s).c_str());
+                         resuming.reset();
+                     }
+                     // The decoder validation's decision reads as a sentence, as in --refine-decoder-only.
+                     if (p.phase == "decoder-kept" || p.phase == "decoder-undone") {
+                         print_decoder_decision(p);
+                         return true;
+                     }
+                     const kto::DemoRunEta::Estimate left = eta.update(p);
+                     const bool phase_end = p.step == p.total;
+                     if (p.phase != last_phase || phase_end || p.step % 25 == 0) {
+                         std::fprintf(stderr, "\r%-7s %6d/%-6d loss %.4f", p.phase.c_str(), p.step, p.total, p.loss);
+                         if (opt->attention_loss_weight > 0 && p.phase.rfind("unet", 0) == 0)
+                             std::fprintf(stderr, " attention %.4f", p.attention_loss);
+                         std::fprintf(stderr, "  %6.0f s", p.elapsed_s);
+                         print_time_left(left, phase_end);
+                         if (phase_end) std::fprintf(stderr, "\n");
+                         std::fflush(stderr);
+                     }
+                     last_phase = p.phase;
                      return true;
-                 }
-                 const kto::DemoRunEta::Estimate left = eta.update(p);
-                 const bool phase_end = p.step == p.total;
-                 if (p.phase != last_phase || phase_end || p.step % 25 == 0) {
-                     std::fprintf(stderr, "\r%-7s %6d/%-6d loss %.4f", p.phase.c_str(), p.step, p.total, p.loss);
-                     if (opt->attention_loss_weight > 0 && p.phase.rfind("unet", 0) == 0)
-                         std::fprintf(stderr, " attention %.4f", p.attention_loss);
-                     std::fprintf(stderr, "  %6.0f s", p.elapsed_s);
-                     print_time_left(left, phase_end);
-                     if (phase_end) std::fprintf(stderr, "\n");
-                     std::fflush(stderr);
-                 }
-                 last_phase = p.phase;
-                 return true;
-             });
+                 });
+             } catch (const kto::Cancelled&) {
+                 const auto c = opt->checkpoint_every > 0 ? kto::find_demo_checkpoint(opt->out_dir) : std::nullopt;
+                 if (!c) throw;
+                 std::fprintf(stderr, "\nstopped at %s%s; checkpoint in %s: run the same command with --resume "
+                                      "to continue\n",
+                              c->phase.c_str(),
+                              c->total > 0 ? (" step " + std::to_string(c->step) + "/" + std::to_string(c->total)).c_str() : "",
+                              c->folder.c_str());
+                 return 130;
+             }
              std::cout << "demo model written to " << opt->out_dir << "\n";
              return 0;
          };

@@ -49,6 +49,16 @@ public:
     // Uniform integer in [0, n), unbiased (Lemire's rejection method). n > 0.
     uint32_t below(uint32_t n);
     bool chance(double p) { return uniform() < p; }
+    // The generator's whole state, to continue its stream later (train-demo's checkpoints).
+    struct State {
+        uint64_t state = 0;
+        uint64_t inc = 1;
+    };
+    State state() const { return {state_, inc_}; }
+    void set_state(const State& s) {
+        state_ = s.state;
+        inc_ = s.inc | 1u;
+    }
 
 private:
     uint64_t state_ = 0;

@@ -214,6 +214,173 @@ void backward_halves_side_by_side(CpuPairRunner& pairs, const std::vector<torch:
     }
 }
 
+// ---- Checkpoints of a train_demo_model run (DemoTrainOptions::checkpoint_every, resume).
+// OUT/train-demo-checkpoint holds state.json (written last: its presence marks a complete checkpoint),
+// tensors.safetensors (fp32 weights, the EMA, the random generators' states) and optimizer.pt (the AdamW
+// moments, libtorch's own format). A new checkpoint is written to train-demo-checkpoint.new and then takes
+// the old one's place.
+constexpr const char* kCheckpointFolder = "train-demo-checkpoint";
+constexpr int kCheckpointFormat = 1;
+
+fs::path checkpoint_folder(const std::string& out_dir) { return fs::path(out_dir) / kCheckpointFolder; }
+fs::path pending_checkpoint_folder(const std::string& out_dir) {
+    return fs::path(out_dir) / (std::string(kCheckpointFolder) + ".new");
+}
+
+// Where a run stands, in order: the VAE phase 0, the text encoder + UNet phase 1, its round K 1 + K,
+// the folder written, the refinement done.
+constexpr int kSavedStage = 1 << 20;
+int stage_of(const std::string& phase) {
+    if (phase == "vae") return 0;
+    if (phase == "unet") return 1;
+    if (phase.rfind("unet+", 0) == 0) return 1 + std::atoi(phase.c_str() + 5);
+    if (phase == "saved") return kSavedStage;
+    if (phase == "refined") return kSavedStage + 1;
+    throw Error("train-demo: unknown checkpoint phase '" + phase + "'");
+}
+
+// A checkpoint as read back: its state.json, its tensors, and where its optimizer state lies.
+struct RunCheckpoint {
+    DemoCheckpointInfo info;
+    nlohmann::json state;
+    TensorMap tensors;
+    fs::path optimizer_file;
+    int stage() const { return stage_of(info.phase); }
+    const torch::Tensor& tensor(const std::string& key) const {
+        const auto it = tensors.find(key);
+        if (it == tensors.end())
+            throw Error(info.folder + "/tensors.safetensors: no tensor '" + key + "' (a damaged checkpoint)");
+        return it->second;
+    }
+    // Copies the checkpoint's tensor `key` into `dest` (same shape), in place.
+    void load_into(const torch::Tensor& dest, const std::string& key) const {
+        const torch::Tensor& t = tensor(key);
+        if (t.sizes() != dest.sizes())
+            throw Error(info.folder + "/tensors.safetensors: tensor '" + key + "' has the wrong shape");
+        torch::NoGradGuard no_grad;
+        torch::Tensor d = dest;
+        d.copy_(t);
+    }
+    void load_module(torch::nn::Module& m, const std::string& prefix) const {
+        for (const auto& p : m.named_parameters(true)) load_into(p.value(), prefix + p.key());
+    }
+    void load_generator(at::Generator& gen, const std::string& key) const {
+        gen.set_state(tensor(key).contiguous());
+    }
+    void load_optimizer(torch::optim::Optimizer& adam) const {
+        try {
+            torch::load(adam, optimizer_file.string());
+        } catch (const c10::Error& e) {
+            throw Error(optimizer_file.string() + ": cannot read the optimizer state (" + e.what_without_backtrace() + ")");
+        }
+    }
+};
+
+// The run's state at one step, written as the checkpoint of `out_dir`.
+struct CheckpointWriter {
+    std::string out_dir;
+    nlohmann::json recipe;
+    double elapsed_before = 0;  // training time of the earlier sittings of a resumed run
+
+    // `folder_file` (relative to out_dir): a file of the written folder that the phase to come rewrites in
+    // place, kept as it is now, so that a resumed run starts that phase from it again.
+    void write(const std::string& phase, int step, int total, double elapsed_s, const nlohmann::json& extra,
+               const TensorMap& tensors, const torch::optim::Optimizer* adam,
+               const std::string& folder_file = {}) const {
+        const fs::path dir = checkpoint_folder(out_dir), next = pending_checkpoint_folder(out_dir);
+        fs::remove_all(next);
+        fs::create_directories(next);
+        if (!tensors.empty()) write_safetensors((next / "tensors.safetensors").string(), tensors, {{"format", "pt"}});
+        if (adam) torch::save(*adam, (next / "optimizer.pt").string());
+        if (!folder_file.empty()) fs::copy_file(fs::path(out_dir) / folder_file, next / "folder-file");
+        nlohmann::json state = {{"format", kCheckpointFormat}, {"phase", phase},       {"step", step},
+                                {"total", total},              {"elapsed_s", elapsed_s}, {"recipe", recipe}};
+        if (!folder_file.empty()) state["folder_file"] = folder_file;
+        if (extra.is_object()) state.update(extra);
+        write_text_file(next / "state.json", state.dump(2) + "\n");
+        fs::remove_all(dir);
+        fs::rename(next, dir);
+    }
+    // No checkpoint left: the run is complete.
+    void remove() const {
+        fs::remove_all(pending_checkpoint_folder(out_dir));
+        fs::remove_all(checkpoint_folder(out_dir));
+    }
+};
+
+std::optional<fs::path> complete_checkpoint_folder(const std::string& out_dir) {
+    for (const fs::path& d : {checkpoint_folder(out_dir), pending_checkpoint_folder(out_dir)})
+        if (fs::exists(d / "state.json")) return d;
+    return std::nullopt;
+}
+
+nlohmann::json read_checkpoint_state(const fs::path& dir) {
+    const fs::path file = dir / "state.json";
+    nlohmann::json state;
+    try {
+        state = read_json_file(file.string());
+    } catch (const std::exception& e) {
+        throw Error(file.string() + ": " + e.what() + " (a damaged checkpoint; delete " + dir.string() +
+                    " to start the run over)");
+    }
+    if (!state.is_object() || state.value("format", 0) != kCheckpointFormat)
+        throw Error(file.string() + ": not a train-demo checkpoint of format " + std::to_string(kCheckpointFormat));
+    return state;
+}
+
+DemoCheckpointInfo checkpoint_info(const fs::path& dir, const nlohmann::json& state) {
+    DemoCheckpointInfo info;
+    info.folder = dir.string();
+    try {
+        info.phase = state.at("phase").get<std::string>();
+        info.step = state.at("step").get<int>();
+        info.total = state.at("total").get<int>();
+        info.elapsed_s = state.at("elapsed_s").get<double>();
+        stage_of(info.phase);
+    } catch (const nlohmann::json::exception& e) {
+        throw Error((dir / "state.json").string() + ": " + e.what());
+    }
+    return info;
+}
+
+// The checkpoint of `opt.out_dir`, which a resumed run with `opt` continues: its recipe must be opt's.
+RunCheckpoint read_run_checkpoint(const fs::path& dir, const DemoTrainOptions& opt) {
+    RunCheckpoint c;
+    c.state = read_checkpoint_state(dir);
+    c.info = checkpoint_info(dir, c.state);
+    const nlohmann::json recipe = demo_recipe_json(opt);
+    const nlohmann::json saved = c.state.value("recipe", nlohmann::json::object());
+    std::string differences;
+    for (const auto& [key, value] : recipe.items())
+        if (!saved.contains(key) || saved[key] != value)
+            differences += (differences.empty() ? "" : ", ") + std::string("--") + key + " " +
+                           (saved.contains(key) ? saved[key].dump() : "(not recorded)") + " (now " + value.dump() + ")";
+    for (const auto& [key, value] : saved.items())
+        if (!recipe.contains(key)) differences += (differences.empty() ? "" : ", ") + key + " " + value.dump();
+    if (!differences.empty())
+        throw Error("train-demo --resume: the run in " + opt.out_dir + " was started with other options: " + differences +
+                    ". Resume with the options it was started with (--threads and --device may differ)");
+    if (fs::exists(dir / "tensors.safetensors")) c.tensors = load_safetensors((dir / "tensors.safetensors").string());
+    c.optimizer_file = dir / "optimizer.pt";
+    if (c.stage() < kSavedStage && (c.tensors.empty() || !fs::exists(c.optimizer_file)))
+        throw Error(dir.string() + ": tensors.safetensors or optimizer.pt is missing (a damaged checkpoint; delete " +
+                    dir.string() + " to start the run over)");
+    return c;
+}
+
+TensorMap with_generators(TensorMap t, at::Generator& phase_gen) {
+    t["generator"] = phase_gen.get_state();
+    t["global_generator"] = at::detail::getDefaultCPUGenerator().get_state();
+    return t;
+}
+
+TensorMap fp32_parameters(torch::nn::Module& m, const std::string& prefix) {
+    TensorMap out;
+    for (const auto& p : m.named_parameters(true))
+        out[prefix + p.key()] = p.value().detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    return out;
+}
+
 }  // namespace
 
 DemoRunEta::DemoRunEta(const DemoTrainOptions& opt)
@@ -241,6 +408,70 @@ DemoRunEta::Estimate DemoRunEta::update(const DemoProgress& p) {
     e.seconds = steps_left * pace;
     if (unet) e.span = more_after_ ? Span::kUnetAndRounds : Span::kRun;
     return e;
+}
+
+nlohmann::json demo_recipe_json(const DemoTrainOptions& o) {
+    return {{"vae-steps", o.vae_steps},
+            {"vae-batch", o.vae_batch},
+            {"unet-steps", o.unet_steps},
+            {"unet-batch", o.unet_batch},
+            {"cache-images", o.cache_images},
+            {"two-shape-share", o.two_shape_share},
+            {"reading-order", o.reading_order},
+            {"vae-lr", o.vae_lr},
+            {"vae-kl-weight", o.vae_kl_weight},
+            {"vae-shape-weight", o.vae_shape_weight},
+            {"vae-width", o.vae_width},
+            {"vae-palette-weight", o.vae_palette_weight},
+            {"vae-palette-radius", o.vae_palette_radius},
+            {"unet-lr", o.unet_lr},
+            {"unet-lr-floor", o.unet_lr_floor},
+            {"unet-rounds", o.unet_rounds},
+            {"unet-round-steps", o.unet_round_steps},
+            {"unet-round-lr", o.unet_round_lr},
+            {"unet-channels", o.unet_channels},
+            {"unet-layers", o.unet_layers},
+            {"unet-plain-levels", o.unet_plain_levels},
+            {"unet-heads", o.unet_heads},
+            {"text-width", o.text_width},
+            {"text-layers", o.text_layers},
+            {"unet-shape-weight", o.unet_shape_weight},
+            {"attention-loss-weight", o.attention_loss_weight},
+            {"attention-words", o.attention_words},
+            {"mixed-precision", o.mixed_precision_bf16 ? "bf16" : "no"},
+            {"unet-batch-halves", o.unet_batch_halves},
+            {"vae-batch-halves", o.vae_batch_halves},
+            {"min-snr-gamma", o.min_snr_gamma},
+            {"ema-decay", o.ema_decay},
+            {"caption-dropout", o.caption_dropout},
+            {"offset-noise", o.offset_noise},
+            {"prediction-type", o.prediction_type},
+            {"zero-terminal-snr", o.zero_terminal_snr},
+            {"vae-from", o.vae_from},
+            {"init-from", o.init_from},
+            {"decoder-steps", o.decoder_steps},
+            {"decoder-shape-weight", o.decoder_shape_weight},
+            {"decoder-gain-jitter", o.decoder_gain_jitter},
+            {"decoder-validation-prompts", o.decoder_validation_prompts},
+            {"decoder-generated-share", o.decoder_generated_share},
+            {"decoder-generated-pool", o.decoder_generated_pool},
+            {"decoder-generated-strength", o.decoder_generated_strength},
+            {"decoder-generated-loss-pool", o.decoder_generated_loss_pool},
+            {"align-rounds", o.align_rounds},
+            {"align-prompts", o.align_prompts},
+            {"align-steps", o.align_steps},
+            {"align-lr", o.align_lr},
+            {"align-beta", o.align_beta},
+            {"align-objective", o.align_objective},
+            {"align-judge-size", o.align_judge_size},
+            {"align-judge-position", o.align_judge_position},
+            {"seed", o.seed}};
+}
+
+std::optional<DemoCheckpointInfo> find_demo_checkpoint(const std::string& out_dir) {
+    const std::optional<fs::path> dir = complete_checkpoint_folder(out_dir);
+    if (!dir) return std::nullopt;
+    return checkpoint_info(*dir, read_checkpoint_state(*dir));
 }
 
 torch::Tensor shape_cells(const Shape& shape, int r) {
@@ -562,11 +793,68 @@ void train_demo_model(const DemoTrainOptions& opt,
         if (opt.vae_palette_weight > 0)
             throw Error("train-demo: --vae-batch-halves does not take --vae-palette-weight; leave one of them out");
     }
+    if (opt.checkpoint_every < 0) throw Error("train-demo: --checkpoint-every must be >= 0 (0: no checkpoints)");
+    // An interrupted run's checkpoint: continued with resume, never overwritten without it.
+    std::optional<RunCheckpoint> from;
+    if (const std::optional<fs::path> found = complete_checkpoint_folder(opt.out_dir)) {
+        if (!opt.resume) {
+            const DemoCheckpointInfo i = checkpoint_info(*found, read_checkpoint_state(*found));
+            throw Error("train-demo: " + opt.out_dir + " holds the checkpoint of an interrupted run (" + i.phase +
+                        (i.total > 0 ? " step " + std::to_string(i.step) + "/" + std::to_string(i.total) : "") +
+                        "): add --resume to continue it with the options it was started with, or delete " +
+                        found->string() + " to start over");
+        }
+        from = read_run_checkpoint(*found, opt);
+    } else if (opt.resume) {
+        throw Error("train-demo --resume: " + opt.out_dir + " holds no checkpoint to continue (no " +
+                    checkpoint_folder(opt.out_dir).string() + "/state.json); leave --resume out to start a run");
+    }
+    const CheckpointWriter checkpoints{opt.out_dir, demo_recipe_json(opt)};
+    const double elapsed_before = from ? from->info.elapsed_s : 0.0;
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
+    auto elapsed = [&] { return elapsed_before + seconds_since(t0); };
     auto report = [&](const std::string& phase, int step, int total, double loss, double attention_loss = 0) {
-        if (progress && !progress({phase, step, total, loss, seconds_since(t0), attention_loss})) throw Cancelled();
+        if (progress && !progress({phase, step, total, loss, elapsed(), attention_loss})) throw Cancelled();
     };
+    // At the end of a step of a phase with checkpoints: reports it, and writes a checkpoint (`save`) every
+    // checkpoint_every steps, at the phase's end, and before the run stops when `progress` cancels it.
+    auto report_step = [&](const std::string& phase, int step, int total, double loss, double attention_loss,
+                           const std::function<void()>& save) {
+        const bool go = !progress || progress({phase, step, total, loss, elapsed(), attention_loss});
+        if (opt.checkpoint_every > 0 && (!go || step % opt.checkpoint_every == 0 || step == total)) save();
+        if (!go) throw Cancelled();
+    };
+    // The phases after the folder is written: the decoder refinement, the alignment rounds. Each starts from
+    // a checkpoint that keeps the folder file it rewrites; the checkpoint goes when the run is complete.
+    auto finish = [&](int stage_done) {
+        if (opt.decoder_steps > 0 && stage_done < kSavedStage + 1) {
+            if (opt.checkpoint_every > 0)
+                checkpoints.write("saved", 0, 0, elapsed(), {}, {}, nullptr, "vae/diffusion_pytorch_model.safetensors");
+            refine_demo_decoder(decoder_refinement(opt), progress);  // on the fp16 weights just written
+        }
+        if (opt.align_rounds > 0) {
+            if (opt.checkpoint_every > 0)
+                checkpoints.write("refined", 0, 0, elapsed(), {}, {}, nullptr,
+                                  "unet/diffusion_pytorch_model.safetensors");
+            align_demo_model(demo_alignment(opt), progress);
+        }
+        checkpoints.remove();
+    };
+    if (from && from->stage() >= kSavedStage) {
+        // The folder is written: put back the file the cut-short phase was rewriting, and go on from there.
+        const std::string file = from->state.value("folder_file", "");
+        if (!fs::exists(fs::path(opt.out_dir) / "model_index.json") || file.empty() ||
+            !fs::exists(fs::path(from->info.folder) / "folder-file"))
+            throw Error("train-demo --resume: " + from->info.folder + " says the folder was written, but " +
+                        opt.out_dir + " has no model_index.json or the checkpoint lacks its folder-file; delete " +
+                        from->info.folder + " and start the run over");
+        const fs::path target = fs::path(opt.out_dir) / file, tmp = target.string() + ".resume";
+        fs::copy_file(fs::path(from->info.folder) / "folder-file", tmp, fs::copy_options::overwrite_existing);
+        fs::rename(tmp, target);
+        finish(from->stage());
+        return;
+    }
     const fs::path out(opt.out_dir);
     fs::create_directories(out);
 
@@ -586,6 +874,9 @@ void train_demo_model(const DemoTrainOptions& opt,
         vae = load_vae(from.string());
         vae->to(dev, torch::kFloat32);
         vae_width = read_json_file((from / "config.json").string())["block_out_channels"][0].get<int>();
+    } else if (from && from->stage() > 0) {
+        vae->to(dev);
+        from->load_module(*vae, "vae.");  // the phase is done: its VAE, as the checkpoint holds it
     } else {
         vae->to(dev);
         torch::optim::AdamW adam(vae->parameters(),
@@ -595,7 +886,17 @@ void train_demo_model(const DemoTrainOptions& opt,
         const std::unique_ptr<CpuPairRunner> pairs =
             opt.vae_batch_halves ? std::make_unique<CpuPairRunner>() : nullptr;
         const std::vector<torch::Tensor> vae_params = vae->parameters();
-        for (int step = 0; step < opt.vae_steps; ++step) {
+        int first_step = 0;
+        if (from) {  // cut short in this phase
+            from->load_module(*vae, "vae.");
+            from->load_optimizer(adam);
+            from->load_generator(gen, "generator");
+            at::Generator global = at::detail::getDefaultCPUGenerator();
+            from->load_generator(global, "global_generator");
+            ema = from->info.step > 0 ? from->state.value("loss", 0.0) : 0.0;
+            first_step = from->info.step;
+        }
+        for (int step = first_step; step < opt.vae_steps; ++step) {
             std::vector<Scene> scenes;
             for (int i = 0; i < opt.vae_batch; ++i)
                 scenes.push_back(scene_for_index(scene_stream + 1, uint64_t(step) * opt.vae_batch + i));
@@ -654,7 +955,10 @@ void train_demo_model(const DemoTrainOptions& opt,
             for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
             adam.step();
             ema = step == 0 ? now : 0.98 * ema + 0.02 * now;
-            report("vae", step + 1, opt.vae_steps, ema);
+            report_step("vae", step + 1, opt.vae_steps, ema, 0, [&] {
+                checkpoints.write("vae", step + 1, opt.vae_steps, elapsed(), {{"loss", ema}},
+                                  with_generators(fp32_parameters(*vae, "vae."), gen), &adam);
+            });
         }
     }
     vae->eval();
@@ -755,7 +1059,26 @@ void train_demo_model(const DemoTrainOptions& opt,
         double attention_ema = 0;
         const std::unique_ptr<CpuPairRunner> pairs =
             opt.unet_batch_halves ? std::make_unique<CpuPairRunner>() : nullptr;
-        for (int step = 0; step < steps; ++step) {
+        int first_step = 0;
+        if (from && from->info.phase == phase) {  // cut short in this phase
+            for (size_t i = 0; i < params.size(); ++i) {
+                from->load_into(params[i], "param." + std::to_string(i));
+                from->load_into(ema_params[i], "ema." + std::to_string(i));
+            }
+            from->load_optimizer(adam);
+            from->load_generator(gen, "generator");
+            at::Generator global = at::detail::getDefaultCPUGenerator();
+            from->load_generator(global, "global_generator");
+            try {
+                rng.set_state({from->state.at("rng_state").get<uint64_t>(), from->state.at("rng_inc").get<uint64_t>()});
+            } catch (const nlohmann::json::exception& e) {
+                throw Error(from->info.folder + "/state.json: " + e.what());
+            }
+            ema = from->state.value("loss", 0.0);
+            attention_ema = from->state.value("attention_loss", 0.0);
+            first_step = from->info.step;
+        }
+        for (int step = first_step; step < steps; ++step) {
             std::vector<int64_t> idx;
             std::vector<std::string> captions;
             std::vector<Scene> batch_scenes;
@@ -869,7 +1192,18 @@ void train_demo_model(const DemoTrainOptions& opt,
                 for (size_t i = 0; i < params.size(); ++i) ema_params[i].mul_(d).add_(params[i].detach(), 1.0 - d);
             }
             ema = step == 0 ? loss.item<double>() : 0.98 * ema + 0.02 * loss.item<double>();
-            report(phase, step + 1, steps, ema, attention_ema);
+            report_step(phase, step + 1, steps, ema, attention_ema, [&] {
+                TensorMap t = fp32_parameters(*vae, "vae.");
+                for (size_t i = 0; i < params.size(); ++i) {
+                    t["param." + std::to_string(i)] = params[i].detach().to(torch::kCPU).contiguous();
+                    t["ema." + std::to_string(i)] = ema_params[i].to(torch::kCPU).contiguous();
+                }
+                const Rng::State r = rng.state();
+                checkpoints.write(phase, step + 1, steps, elapsed(),
+                                  {{"loss", ema}, {"attention_loss", attention_ema}, {"rng_state", r.state},
+                                   {"rng_inc", r.inc}},
+                                  with_generators(std::move(t), gen), &adam);
+            });
         }
         attention_maps.clear();
         unet->set_attention_probe(nullptr);
@@ -877,9 +1211,12 @@ void train_demo_model(const DemoTrainOptions& opt,
         if (opt.ema_decay > 0)
             for (size_t i = 0; i < params.size(); ++i) params[i].copy_(ema_params[i]);
     };
-    train_text_unet("unet", opt.unet_steps, opt.unet_lr, opt.unet_lr_floor);
+    // A resumed run starts with the phase it was cut short in (whose checkpoint holds the weights).
+    const int resume_stage = from ? from->stage() : 1;
+    if (resume_stage <= 1) train_text_unet("unet", opt.unet_steps, opt.unet_lr, opt.unet_lr_floor);
     for (int round = 1; round <= opt.unet_rounds; ++round) {
-        {
+        if (resume_stage > 1 + round) continue;
+        if (resume_stage < 1 + round) {
             // The weights a saved folder would hold, as the round's --init-from equivalent loads them.
             torch::NoGradGuard no_grad;
             for (auto& p : params) p.copy_(p.to(torch::kHalf).to(p.scalar_type()));
@@ -896,10 +1233,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     save_component(*unet, unet_cfg_json, out / "unet", "diffusion_pytorch_model.safetensors");
     save_component(*text, text_cfg_json, out / "text_encoder", "model.safetensors");
     report("save", 1, 1, 0);
-
-    if (opt.decoder_steps > 0)
-        refine_demo_decoder(decoder_refinement(opt), progress);  // on the fp16 weights just written
-    if (opt.align_rounds > 0) align_demo_model(demo_alignment(opt), progress);
+    finish(kSavedStage);
 }
 
 DemoAlignOptions demo_alignment(const DemoTrainOptions& opt) {

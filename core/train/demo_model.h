@@ -164,6 +164,17 @@ struct DemoTrainOptions {
     bool align_judge_position = false;
     uint64_t seed = 20261125;       // every random choice derives from it
     int threads = 0;                // 0: KTO_THREADS or all cores
+    // Checkpoints: every this many steps of the VAE phase and of the text encoder + UNet phase and its
+    // rounds, at each of those phases' ends, and when `progress` cancels the run, the run's whole state goes
+    // to OUT/train-demo-checkpoint (fp32 weights, the optimiser's moments, the EMA, every random stream; the
+    // new one written beside the last and then put in its place), and, while a decoder refinement or
+    // alignment rounds follow, that the folder is written. The folder goes when the run ends. 0: none.
+    int checkpoint_every = 500;
+    // Continue the interrupted run whose checkpoint OUT holds, with the options it was started with
+    // (demo_recipe_json; --threads and --device may differ). With the same threads and device it writes the
+    // folder, byte for byte, that the run would have written had it not stopped. Without it, a run into a
+    // folder that holds a checkpoint is refused, so that the interrupted run is not overwritten.
+    bool resume = false;
     // Where to train. Every random draw is made on the CPU and moved, so a CUDA run draws the
     // same noise as a CPU run (its numbers still differ in rounding).
     torch::Device device = torch::kCPU;
@@ -250,9 +261,24 @@ nlohmann::json demo_scheduler_config(const std::string& prediction_type = "v_pre
 nlohmann::json demo_model_index();
 
 // Trains and writes the demo model. Throws kto::Error on I/O failure; kto::Cancelled when
-// `progress` returns false.
+// `progress` returns false (after writing a checkpoint, when the run writes them).
 void train_demo_model(const DemoTrainOptions& options,
                       const std::function<bool(const DemoProgress&)>& progress = {});
+
+// Every option of a train_demo_model run that shapes what it writes, keyed by its train-demo flag (without
+// the dashes): what a checkpoint records and a resumed run must repeat. Not out_dir, threads, device,
+// checkpoint_every, resume.
+nlohmann::json demo_recipe_json(const DemoTrainOptions& options);
+
+// The checkpoint of an interrupted train_demo_model run in `out_dir`, if it holds a complete one.
+struct DemoCheckpointInfo {
+    std::string folder;  // OUT/train-demo-checkpoint (or the .new one beside it, if the switch was cut short)
+    std::string phase;   // "vae", "unet", "unet+K" (round K), "saved" (the folder written), "refined"
+    int step = 0;        // steps of `phase` done (vae, unet, unet+K)
+    int total = 0;       // its steps
+    double elapsed_s = 0;  // the run's training time until then, over all its sittings
+};
+std::optional<DemoCheckpointInfo> find_demo_checkpoint(const std::string& out_dir);
 
 // VAE decoder refinement: the encoder (and so the latent space the UNet learned) stays frozen and
 // the decoder learns to reproduce the rendered scenes from the encoder's latent samples (L1 + L2),

@@ -9,8 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+
+#include <sys/types.h>
 
 #include "core/common/image_decode.h"
 #include "core/shapes/taste.h"
@@ -160,6 +163,42 @@ private slots:
         const double printed = m.captured(1).toDouble();
         if (colour_right == 4) QCOMPARE(printed, 100.0);
         if (colour_right == 0) QCOMPARE(printed, 0.0);
+    }
+
+    // train-demo on Ctrl-C: writes a checkpoint, says how to continue and exits 130; the same command refuses
+    // to start over it, and with --resume completes the folder (and removes the checkpoint).
+    void trainDemoStopsOnCtrlCAndResumes() {
+        const QString out = dir("demo");
+        const QStringList args = {"train-demo", "--out", out, "--vae-steps", "60", "--vae-batch", "2",
+                                  "--unet-steps", "2", "--unet-batch", "2", "--cache-images", "4", "--unet-rounds",
+                                  "0", "--decoder-steps", "0", "--threads", "1", "--checkpoint-every", "20"};
+        QProcess p;
+        p.setProcessChannelMode(QProcess::MergedChannels);
+        p.start(QString::fromStdString(kto::test::cli_path()), args);
+        QVERIFY(p.waitForStarted());
+        QString log;
+        // The first progress line comes after the first VAE step; the 60 take seconds more.
+        while (!log.contains("vae ") && p.state() == QProcess::Running) {
+            p.waitForReadyRead(1000);
+            log += QString::fromUtf8(p.readAll());
+        }
+        QVERIFY2(p.state() == QProcess::Running, qPrintable(log));
+        QCOMPARE(::kill(pid_t(p.processId()), SIGINT), 0);
+        QVERIFY(p.waitForFinished(120000));
+        log += QString::fromUtf8(p.readAll());
+        QCOMPARE(p.exitStatus(), QProcess::NormalExit);
+        QVERIFY2(p.exitCode() == 130, qPrintable(log));
+        QVERIFY2(log.contains("stopped at vae step ") && log.contains("--resume"), qPrintable(log));
+        QVERIFY(fs::exists(out.toStdString() + "/train-demo-checkpoint/state.json"));
+
+        QString again = cli(args);
+        QVERIFY2(again.startsWith("FAILED (1)") && again.contains("add --resume"), qPrintable(again));
+        QStringList resume = args;
+        resume << "--resume";
+        again = cli(resume);
+        QVERIFY2(again.contains("resuming from vae step ") && again.contains("demo model written"), qPrintable(again));
+        QVERIFY(fs::exists(out.toStdString() + "/model_index.json"));
+        QVERIFY(!fs::exists(out.toStdString() + "/train-demo-checkpoint"));
     }
 };
 

@@ -5,6 +5,7 @@
 #include <QtTest>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -61,6 +62,12 @@ bool any_tensor_differs(const kto::TensorMap& a, const kto::TensorMap& b) {
     for (const auto& [key, t] : a)
         if (!torch::equal(t, b.at(key))) return true;
     return false;
+}
+
+// The bytes of a file ("" when it cannot be read).
+std::string file_bytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(f)), {});
 }
 
 // demo-eval's VAE round trip (--reconstruct) of the shipped model on `prompts` prompts, untimed.
@@ -194,6 +201,88 @@ private slots:
         refused([](auto& o) { o.align_rounds = -1; }, "--align-rounds");
         refused([](auto& o) { o.align_rounds = 1, o.align_lr = 0; }, "--align-lr");
         refused([](auto& o) { o.align_rounds = 1, o.align_objective = "ppo"; }, "--align-objective");
+        refused([](auto& o) { o.checkpoint_every = -1; }, "--checkpoint-every");
+        refused([](auto& o) { o.resume = true; }, "holds no checkpoint");
+    }
+
+    // A run cut short (a cancel, or a kill after a checkpoint) and continued with resume writes the folder the
+    // run writes when nothing stops it, byte for byte: cut in the VAE phase, the UNet phase, a round, the
+    // decoder refinement (after which the folder's VAE file is damaged, as a kill mid-write would leave it),
+    // and twice in one run. A folder holding a checkpoint is not overwritten without resume, a resume with
+    // other options is refused, and the checkpoint goes when the run is complete.
+    void resumeWritesTheFolderAnUncutRunWrites() {
+        QTemporaryDir tmp;
+        const std::string base = tmp.path().toStdString();
+        kto::DemoTrainOptions o = toy_options(base + "/whole");
+        o.vae_steps = 5;
+        o.unet_steps = 4;
+        o.cache_images = 16;
+        o.unet_rounds = 2;
+        o.unet_round_steps = 3;
+        o.decoder_steps = 3;
+        o.checkpoint_every = 2;
+        std::vector<std::string> whole_reports;
+        kto::train_demo_model(o, [&](const kto::DemoProgress& p) {
+            whole_reports.push_back(p.phase + " " + std::to_string(p.step));
+            return true;
+        });
+        QVERIFY(!fs::exists(o.out_dir + "/train-demo-checkpoint"));
+        QVERIFY(!kto::find_demo_checkpoint(o.out_dir));
+        const std::vector<std::string> files = {"/unet/diffusion_pytorch_model.safetensors", "/text_encoder/model.safetensors",
+                                                "/vae/diffusion_pytorch_model.safetensors", "/vae/config.json",
+                                                "/tokenizer/merges.txt", "/model_index.json"};
+        // Each case: the cuts ("phase step": the report after which progress cancels), then the checkpoint each
+        // leaves ("phase step/total").
+        struct Case {
+            std::string name;
+            std::vector<std::string> cuts, checkpoints;
+        };
+        const std::vector<Case> cases = {
+            {"vae", {"vae 3"}, {"vae 3/5"}},
+            {"unet", {"unet 1"}, {"unet 1/4"}},
+            {"round", {"unet+2 2"}, {"unet+2 2/3"}},
+            {"decoder", {"decoder 2"}, {"saved 0/0"}},
+            {"twice", {"vae 5", "unet+1 3"}, {"vae 5/5", "unet+1 3/3"}},
+        };
+        for (const Case& c : cases) {
+            kto::DemoTrainOptions r = o;
+            r.out_dir = base + "/" + c.name;
+            for (size_t k = 0; k <= c.cuts.size(); ++k) {
+                r.resume = k > 0;
+                if (k == c.cuts.size()) {
+                    kto::train_demo_model(r);
+                    break;
+                }
+                QVERIFY_THROWS_EXCEPTION(kto::Cancelled, kto::train_demo_model(r, [&](const kto::DemoProgress& p) {
+                    return p.phase + " " + std::to_string(p.step) != c.cuts[k];
+                }));
+                const std::optional<kto::DemoCheckpointInfo> info = kto::find_demo_checkpoint(r.out_dir);
+                QVERIFY2(info, c.name.c_str());
+                QCOMPARE(info->phase + " " + std::to_string(info->step) + "/" + std::to_string(info->total),
+                         c.checkpoints[k]);
+                if (k == 0) {
+                    kto::DemoTrainOptions again = r;
+                    kto::test::expect_error([&] { kto::train_demo_model(again); }, "add --resume");
+                    again.resume = true;
+                    again.unet_steps = 5;
+                    kto::test::expect_error([&] { kto::train_demo_model(again); }, "--unet-steps 4 (now 5)");
+                    QCOMPARE(kto::find_demo_checkpoint(r.out_dir)->phase, info->phase);
+                }
+                if (c.name == "decoder") {
+                    // As a kill while the refinement wrote its weights would leave them.
+                    std::ofstream(r.out_dir + "/vae/diffusion_pytorch_model.safetensors", std::ios::trunc) << "cut";
+                }
+            }
+            QVERIFY2(!fs::exists(r.out_dir + "/train-demo-checkpoint"), c.name.c_str());
+            for (const std::string& f : files) {
+                const std::string a = file_bytes(o.out_dir + f), b = file_bytes(r.out_dir + f);
+                QVERIFY2(!a.empty() && a == b, (c.name + ": " + f).c_str());
+            }
+        }
+        // The cuts were all reached in the whole run.
+        for (const Case& c : cases)
+            for (const std::string& cut : c.cuts)
+                QVERIFY2(std::find(whole_reports.begin(), whole_reports.end(), cut) != whole_reports.end(), cut.c_str());
     }
 
     // --zero-terminal-snr: the saved scheduler config states the rescaled betas and trailing
@@ -689,8 +778,7 @@ private slots:
         }
         for (const char* file : {"/unet/diffusion_pytorch_model.safetensors", "/text_encoder/model.safetensors",
                                  "/vae/diffusion_pytorch_model.safetensors", "/tokenizer/merges.txt"}) {
-            std::ifstream a(o.out_dir + file, std::ios::binary), b(chain.out_dir + file, std::ios::binary);
-            const std::string bytes_a((std::istreambuf_iterator<char>(a)), {}), bytes_b((std::istreambuf_iterator<char>(b)), {});
+            const std::string bytes_a = file_bytes(o.out_dir + file), bytes_b = file_bytes(chain.out_dir + file);
             QVERIFY2(!bytes_a.empty() && bytes_a == bytes_b, file);
         }
         // Rounds move the weights: without them the folder is r0's.
