@@ -218,7 +218,7 @@ void backward_halves_side_by_side(CpuPairRunner& pairs, const std::vector<torch:
 // OUT/train-demo-checkpoint holds state.json (written last: its presence marks a complete checkpoint),
 // tensors.safetensors (fp32 weights, the EMA, the random generators' states) and optimizer.pt (the AdamW
 // moments, libtorch's own format). A new checkpoint is written to train-demo-checkpoint.new and then takes
-// the old one's place.
+// the last one's place by renames (the last one to train-demo-checkpoint.old, removed after).
 constexpr const char* kCheckpointFolder = "train-demo-checkpoint";
 constexpr int kCheckpointFormat = 1;
 
@@ -288,6 +288,11 @@ struct CheckpointWriter {
                const TensorMap& tensors, const torch::optim::Optimizer* adam,
                const std::string& folder_file = {}) const {
         const fs::path dir = checkpoint_folder(out_dir), next = pending_checkpoint_folder(out_dir);
+        if (!fs::exists(dir / "state.json") && fs::exists(next / "state.json")) {
+            // The last switch was cut between its renames: the complete one is next; it becomes dir first.
+            fs::remove_all(dir);
+            fs::rename(next, dir);
+        }
         fs::remove_all(next);
         fs::create_directories(next);
         if (!tensors.empty()) write_safetensors((next / "tensors.safetensors").string(), tensors, {{"format", "pt"}});
@@ -298,13 +303,19 @@ struct CheckpointWriter {
         if (!folder_file.empty()) state["folder_file"] = folder_file;
         if (extra.is_object()) state.update(extra);
         write_text_file(next / "state.json", state.dump(2) + "\n");
-        fs::remove_all(dir);
+        // Renames only, so that at every moment one complete checkpoint is there to read: the last one in dir,
+        // or (between the two renames) the new one in next.
+        const fs::path old = fs::path(out_dir) / (std::string(kCheckpointFolder) + ".old");
+        fs::remove_all(old);
+        if (fs::exists(dir)) fs::rename(dir, old);
         fs::rename(next, dir);
+        fs::remove_all(old);
     }
     // No checkpoint left: the run is complete.
     void remove() const {
         fs::remove_all(pending_checkpoint_folder(out_dir));
         fs::remove_all(checkpoint_folder(out_dir));
+        fs::remove_all(fs::path(out_dir) / (std::string(kCheckpointFolder) + ".old"));
     }
 };
 

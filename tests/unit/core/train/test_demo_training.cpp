@@ -206,10 +206,11 @@ private slots:
     }
 
     // A run cut short (a cancel, or a kill after a checkpoint) and continued with resume writes the folder the
-    // run writes when nothing stops it, byte for byte: cut in the VAE phase, the UNet phase, a round, the
-    // decoder refinement (after which the folder's VAE file is damaged, as a kill mid-write would leave it),
-    // and twice in one run. A folder holding a checkpoint is not overwritten without resume, a resume with
-    // other options is refused, and the checkpoint goes when the run is complete.
+    // run writes when nothing stops it, byte for byte: cut in the VAE phase, the UNet phase (and then left as a
+    // kill between the renames that put a checkpoint in place leaves it), a round, the decoder refinement (after
+    // which the folder's VAE file is damaged, as a kill mid-write would leave it), and twice in one run. A
+    // folder holding a checkpoint is not overwritten without resume, a resume with other options is refused,
+    // and the checkpoint goes when the run is complete.
     void resumeWritesTheFolderAnUncutRunWrites() {
         QTemporaryDir tmp;
         const std::string base = tmp.path().toStdString();
@@ -267,6 +268,11 @@ private slots:
                     again.unet_steps = 5;
                     kto::test::expect_error([&] { kto::train_demo_model(again); }, "--unet-steps 4 (now 5)");
                     QCOMPARE(kto::find_demo_checkpoint(r.out_dir)->phase, info->phase);
+                }
+                if (c.name == "unet") {
+                    // As a kill between the two renames that put a new checkpoint in place would leave it.
+                    fs::rename(r.out_dir + "/train-demo-checkpoint", r.out_dir + "/train-demo-checkpoint.new");
+                    QCOMPARE(kto::find_demo_checkpoint(r.out_dir)->step, 1);
                 }
                 if (c.name == "decoder") {
                     // As a kill while the refinement wrote its weights would leave them.
