@@ -280,7 +280,6 @@ struct RunCheckpoint {
 struct CheckpointWriter {
     std::string out_dir;
     nlohmann::json recipe;
-    double elapsed_before = 0;  // training time of the earlier sittings of a resumed run
 
     // `folder_file` (relative to out_dir): a file of the written folder that the phase to come rewrites in
     // place, kept as it is now, so that a resumed run starts that phase from it again.
@@ -806,7 +805,7 @@ void train_demo_model(const DemoTrainOptions& opt,
     }
     if (opt.checkpoint_every < 0) throw Error("train-demo: --checkpoint-every must be >= 0 (0: no checkpoints)");
     // An interrupted run's checkpoint: continued with resume, never overwritten without it.
-    std::optional<RunCheckpoint> from;
+    std::optional<RunCheckpoint> resumed;
     if (const std::optional<fs::path> found = complete_checkpoint_folder(opt.out_dir)) {
         if (!opt.resume) {
             const DemoCheckpointInfo i = checkpoint_info(*found, read_checkpoint_state(*found));
@@ -815,13 +814,13 @@ void train_demo_model(const DemoTrainOptions& opt,
                         "): add --resume to continue it with the options it was started with, or delete " +
                         found->string() + " to start over");
         }
-        from = read_run_checkpoint(*found, opt);
+        resumed = read_run_checkpoint(*found, opt);
     } else if (opt.resume) {
         throw Error("train-demo --resume: " + opt.out_dir + " holds no checkpoint to continue (no " +
                     checkpoint_folder(opt.out_dir).string() + "/state.json); leave --resume out to start a run");
     }
     const CheckpointWriter checkpoints{opt.out_dir, demo_recipe_json(opt)};
-    const double elapsed_before = from ? from->info.elapsed_s : 0.0;
+    const double elapsed_before = resumed ? resumed->info.elapsed_s : 0.0;
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
     auto elapsed = [&] { return elapsed_before + seconds_since(t0); };
@@ -852,18 +851,18 @@ void train_demo_model(const DemoTrainOptions& opt,
         }
         checkpoints.remove();
     };
-    if (from && from->stage() >= kSavedStage) {
+    if (resumed && resumed->stage() >= kSavedStage) {
         // The folder is written: put back the file the cut-short phase was rewriting, and go on from there.
-        const std::string file = from->state.value("folder_file", "");
+        const std::string file = resumed->state.value("folder_file", "");
         if (!fs::exists(fs::path(opt.out_dir) / "model_index.json") || file.empty() ||
-            !fs::exists(fs::path(from->info.folder) / "folder-file"))
-            throw Error("train-demo --resume: " + from->info.folder + " says the folder was written, but " +
+            !fs::exists(fs::path(resumed->info.folder) / "folder-file"))
+            throw Error("train-demo --resume: " + resumed->info.folder + " says the folder was written, but " +
                         opt.out_dir + " has no model_index.json or the checkpoint lacks its folder-file; delete " +
-                        from->info.folder + " and start the run over");
+                        resumed->info.folder + " and start the run over");
         const fs::path target = fs::path(opt.out_dir) / file, tmp = target.string() + ".resume";
-        fs::copy_file(fs::path(from->info.folder) / "folder-file", tmp, fs::copy_options::overwrite_existing);
+        fs::copy_file(fs::path(resumed->info.folder) / "folder-file", tmp, fs::copy_options::overwrite_existing);
         fs::rename(tmp, target);
-        finish(from->stage());
+        finish(resumed->stage());
         return;
     }
     const fs::path out(opt.out_dir);
@@ -885,9 +884,9 @@ void train_demo_model(const DemoTrainOptions& opt,
         vae = load_vae(from.string());
         vae->to(dev, torch::kFloat32);
         vae_width = read_json_file((from / "config.json").string())["block_out_channels"][0].get<int>();
-    } else if (from && from->stage() > 0) {
+    } else if (resumed && resumed->stage() > 0) {
         vae->to(dev);
-        from->load_module(*vae, "vae.");  // the phase is done: its VAE, as the checkpoint holds it
+        resumed->load_module(*vae, "vae.");  // the phase is done: its VAE, as the checkpoint holds it
     } else {
         vae->to(dev);
         torch::optim::AdamW adam(vae->parameters(),
@@ -898,14 +897,14 @@ void train_demo_model(const DemoTrainOptions& opt,
             opt.vae_batch_halves ? std::make_unique<CpuPairRunner>() : nullptr;
         const std::vector<torch::Tensor> vae_params = vae->parameters();
         int first_step = 0;
-        if (from) {  // cut short in this phase
-            from->load_module(*vae, "vae.");
-            from->load_optimizer(adam);
-            from->load_generator(gen, "generator");
+        if (resumed) {  // cut short in this phase
+            resumed->load_module(*vae, "vae.");
+            resumed->load_optimizer(adam);
+            resumed->load_generator(gen, "generator");
             at::Generator global = at::detail::getDefaultCPUGenerator();
-            from->load_generator(global, "global_generator");
-            ema = from->info.step > 0 ? from->state.value("loss", 0.0) : 0.0;
-            first_step = from->info.step;
+            resumed->load_generator(global, "global_generator");
+            ema = resumed->state.value("loss", 0.0);
+            first_step = resumed->info.step;
         }
         for (int step = first_step; step < opt.vae_steps; ++step) {
             std::vector<Scene> scenes;
@@ -1071,23 +1070,23 @@ void train_demo_model(const DemoTrainOptions& opt,
         const std::unique_ptr<CpuPairRunner> pairs =
             opt.unet_batch_halves ? std::make_unique<CpuPairRunner>() : nullptr;
         int first_step = 0;
-        if (from && from->info.phase == phase) {  // cut short in this phase
+        if (resumed && resumed->info.phase == phase) {  // cut short in this phase
             for (size_t i = 0; i < params.size(); ++i) {
-                from->load_into(params[i], "param." + std::to_string(i));
-                from->load_into(ema_params[i], "ema." + std::to_string(i));
+                resumed->load_into(params[i], "param." + std::to_string(i));
+                resumed->load_into(ema_params[i], "ema." + std::to_string(i));
             }
-            from->load_optimizer(adam);
-            from->load_generator(gen, "generator");
+            resumed->load_optimizer(adam);
+            resumed->load_generator(gen, "generator");
             at::Generator global = at::detail::getDefaultCPUGenerator();
-            from->load_generator(global, "global_generator");
+            resumed->load_generator(global, "global_generator");
             try {
-                rng.set_state({from->state.at("rng_state").get<uint64_t>(), from->state.at("rng_inc").get<uint64_t>()});
+                rng.set_state({resumed->state.at("rng_state").get<uint64_t>(), resumed->state.at("rng_inc").get<uint64_t>()});
             } catch (const nlohmann::json::exception& e) {
-                throw Error(from->info.folder + "/state.json: " + e.what());
+                throw Error(resumed->info.folder + "/state.json: " + e.what());
             }
-            ema = from->state.value("loss", 0.0);
-            attention_ema = from->state.value("attention_loss", 0.0);
-            first_step = from->info.step;
+            ema = resumed->state.value("loss", 0.0);
+            attention_ema = resumed->state.value("attention_loss", 0.0);
+            first_step = resumed->info.step;
         }
         for (int step = first_step; step < steps; ++step) {
             std::vector<int64_t> idx;
@@ -1223,7 +1222,7 @@ void train_demo_model(const DemoTrainOptions& opt,
             for (size_t i = 0; i < params.size(); ++i) params[i].copy_(ema_params[i]);
     };
     // A resumed run starts with the phase it was cut short in (whose checkpoint holds the weights).
-    const int resume_stage = from ? from->stage() : 1;
+    const int resume_stage = resumed ? resumed->stage() : 1;
     if (resume_stage <= 1) train_text_unet("unet", opt.unet_steps, opt.unet_lr, opt.unet_lr_floor);
     for (int round = 1; round <= opt.unet_rounds; ++round) {
         if (resume_stage > 1 + round) continue;
