@@ -295,11 +295,9 @@ kto::cli::CommandRegistrar train_reg{
                  kto::train_demo_model(*opt, [&](const kto::DemoProgress& p) {
                      if (g_interrupted) return false;
                      if (resuming) {
-                         const kto::DemoCheckpointInfo& c = *resuming;
-                         std::fprintf(stderr, "resuming from %s%s (%s of training so far)\n", c.phase.c_str(),
-                                      c.total > 0 ? (" step " + std::to_string(c.step) + "/" + std::to_string(c.total)).c_str()
-                                                  : " (the folder is written)",
-                                      kto::cli::duration_text(c.elapsed_s).c_str());
+                         std::fprintf(stderr, "resuming from %s (%s of training so far)\n",
+                                      kto::demo_checkpoint_place(*resuming).c_str(),
+                                      kto::cli::duration_text(resuming->elapsed_s).c_str());
                          resuming.reset();
                      }
                      // The decoder validation's decision reads as a sentence, as in --refine-decoder-only.
@@ -324,11 +322,9 @@ kto::cli::CommandRegistrar train_reg{
              } catch (const kto::Cancelled&) {
                  const auto c = opt->checkpoint_every > 0 ? kto::find_demo_checkpoint(opt->out_dir) : std::nullopt;
                  if (!c) throw;
-                 std::fprintf(stderr, "\nstopped at %s%s; checkpoint in %s: run the same command with --resume "
+                 std::fprintf(stderr, "\nstopped at %s; checkpoint in %s: run the same command with --resume "
                                       "to continue\n",
-                              c->phase.c_str(),
-                              c->total > 0 ? (" step " + std::to_string(c->step) + "/" + std::to_string(c->total)).c_str() : "",
-                              c->folder.c_str());
+                              kto::demo_checkpoint_place(*c).c_str(), c->folder.c_str());
                  return 130;
              }
              std::cout << "demo model written to " << opt->out_dir << "\n";

@@ -226,6 +226,9 @@ fs::path checkpoint_folder(const std::string& out_dir) { return fs::path(out_dir
 fs::path pending_checkpoint_folder(const std::string& out_dir) {
     return fs::path(out_dir) / (std::string(kCheckpointFolder) + ".new");
 }
+fs::path replaced_checkpoint_folder(const std::string& out_dir) {
+    return fs::path(out_dir) / (std::string(kCheckpointFolder) + ".old");
+}
 
 // Where a run stands, in order: the VAE phase 0, the text encoder + UNet phase 1, its round K 1 + K,
 // the folder written, the refinement done.
@@ -264,15 +267,17 @@ struct RunCheckpoint {
     void load_module(torch::nn::Module& m, const std::string& prefix) const {
         for (const auto& p : m.named_parameters(true)) load_into(p.value(), prefix + p.key());
     }
-    void load_generator(at::Generator& gen, const std::string& key) const {
-        gen.set_state(tensor(key).contiguous());
-    }
-    void load_optimizer(torch::optim::Optimizer& adam) const {
+    // The phase's optimizer and its generator, and the global generator: what with_generators and the
+    // optimizer file hold.
+    void load_optimizer_and_generators(torch::optim::Optimizer& adam, at::Generator& phase_gen) const {
         try {
             torch::load(adam, optimizer_file.string());
         } catch (const c10::Error& e) {
             throw Error(optimizer_file.string() + ": cannot read the optimizer state (" + e.what_without_backtrace() + ")");
         }
+        phase_gen.set_state(tensor("generator").contiguous());
+        at::Generator global = at::detail::getDefaultCPUGenerator();
+        global.set_state(tensor("global_generator").contiguous());
     }
 };
 
@@ -304,7 +309,7 @@ struct CheckpointWriter {
         write_text_file(next / "state.json", state.dump(2) + "\n");
         // Renames only, so that at every moment one complete checkpoint is there to read: the last one in dir,
         // or (between the two renames) the new one in next.
-        const fs::path old = fs::path(out_dir) / (std::string(kCheckpointFolder) + ".old");
+        const fs::path old = replaced_checkpoint_folder(out_dir);
         fs::remove_all(old);
         if (fs::exists(dir)) fs::rename(dir, old);
         fs::rename(next, dir);
@@ -314,7 +319,7 @@ struct CheckpointWriter {
     void remove() const {
         fs::remove_all(pending_checkpoint_folder(out_dir));
         fs::remove_all(checkpoint_folder(out_dir));
-        fs::remove_all(fs::path(out_dir) / (std::string(kCheckpointFolder) + ".old"));
+        fs::remove_all(replaced_checkpoint_folder(out_dir));
     }
 };
 
@@ -476,6 +481,11 @@ nlohmann::json demo_recipe_json(const DemoTrainOptions& o) {
             {"align-judge-size", o.align_judge_size},
             {"align-judge-position", o.align_judge_position},
             {"seed", o.seed}};
+}
+
+std::string demo_checkpoint_place(const DemoCheckpointInfo& c) {
+    if (c.total > 0) return c.phase + " step " + std::to_string(c.step) + "/" + std::to_string(c.total);
+    return c.phase + " (the folder is written)";
 }
 
 std::optional<DemoCheckpointInfo> find_demo_checkpoint(const std::string& out_dir) {
@@ -809,9 +819,8 @@ void train_demo_model(const DemoTrainOptions& opt,
     if (const std::optional<fs::path> found = complete_checkpoint_folder(opt.out_dir)) {
         if (!opt.resume) {
             const DemoCheckpointInfo i = checkpoint_info(*found, read_checkpoint_state(*found));
-            throw Error("train-demo: " + opt.out_dir + " holds the checkpoint of an interrupted run (" + i.phase +
-                        (i.total > 0 ? " step " + std::to_string(i.step) + "/" + std::to_string(i.total) : "") +
-                        "): add --resume to continue it with the options it was started with, or delete " +
+            throw Error("train-demo: " + opt.out_dir + " holds the checkpoint of an interrupted run (" +
+                        demo_checkpoint_place(i) + "): add --resume to continue it with the options it was started with, or delete " +
                         found->string() + " to start over");
         }
         resumed = read_run_checkpoint(*found, opt);
@@ -824,14 +833,17 @@ void train_demo_model(const DemoTrainOptions& opt,
     torch::manual_seed(opt.seed);
     const auto t0 = Clock::now();
     auto elapsed = [&] { return elapsed_before + seconds_since(t0); };
+    auto keep_going = [&](const std::string& phase, int step, int total, double loss, double attention_loss) {
+        return !progress || progress({phase, step, total, loss, elapsed(), attention_loss});
+    };
     auto report = [&](const std::string& phase, int step, int total, double loss, double attention_loss = 0) {
-        if (progress && !progress({phase, step, total, loss, elapsed(), attention_loss})) throw Cancelled();
+        if (!keep_going(phase, step, total, loss, attention_loss)) throw Cancelled();
     };
     // At the end of a step of a phase with checkpoints: reports it, and writes a checkpoint (`save`) every
     // checkpoint_every steps, at the phase's end, and before the run stops when `progress` cancels it.
     auto report_step = [&](const std::string& phase, int step, int total, double loss, double attention_loss,
                            const std::function<void()>& save) {
-        const bool go = !progress || progress({phase, step, total, loss, elapsed(), attention_loss});
+        const bool go = keep_going(phase, step, total, loss, attention_loss);
         if (opt.checkpoint_every > 0 && (!go || step % opt.checkpoint_every == 0 || step == total)) save();
         if (!go) throw Cancelled();
     };
@@ -899,10 +911,7 @@ void train_demo_model(const DemoTrainOptions& opt,
         int first_step = 0;
         if (resumed) {  // cut short in this phase
             resumed->load_module(*vae, "vae.");
-            resumed->load_optimizer(adam);
-            resumed->load_generator(gen, "generator");
-            at::Generator global = at::detail::getDefaultCPUGenerator();
-            resumed->load_generator(global, "global_generator");
+            resumed->load_optimizer_and_generators(adam, gen);
             ema = resumed->state.value("loss", 0.0);
             first_step = resumed->info.step;
         }
@@ -1075,10 +1084,7 @@ void train_demo_model(const DemoTrainOptions& opt,
                 resumed->load_into(params[i], "param." + std::to_string(i));
                 resumed->load_into(ema_params[i], "ema." + std::to_string(i));
             }
-            resumed->load_optimizer(adam);
-            resumed->load_generator(gen, "generator");
-            at::Generator global = at::detail::getDefaultCPUGenerator();
-            resumed->load_generator(global, "global_generator");
+            resumed->load_optimizer_and_generators(adam, gen);
             try {
                 rng.set_state({resumed->state.at("rng_state").get<uint64_t>(), resumed->state.at("rng_inc").get<uint64_t>()});
             } catch (const nlohmann::json::exception& e) {

@@ -279,6 +279,8 @@ struct DemoCheckpointInfo {
     double elapsed_s = 0;  // the run's training time until then, over all its sittings
 };
 std::optional<DemoCheckpointInfo> find_demo_checkpoint(const std::string& out_dir);
+// Where it stands, for messages: "vae step 623/4500", or "saved (the folder is written)".
+std::string demo_checkpoint_place(const DemoCheckpointInfo& checkpoint);
 
 // VAE decoder refinement: the encoder (and so the latent space the UNet learned) stays frozen and
 // the decoder learns to reproduce the rendered scenes from the encoder's latent samples (L1 + L2),
