@@ -3,7 +3,7 @@
 // those labels (CPU), re-render the same prompts and seeds, and report like-rate and colour
 // fidelity before and after, plus CPU training throughput.
 //
-// Knobs (environment): KTO_BENCH_STEPS (default: the demo preset's), KTO_BENCH_PROMPTS (50), KTO_BENCH_SEEDS (4),
+// Knobs (environment): KTO_THREADS (default: every core), KTO_BENCH_STEPS (default: the demo preset's), KTO_BENCH_PROMPTS (50), KTO_BENCH_SEEDS (4),
 // KTO_BENCH_LR (demo preset), KTO_BENCH_BETA (objective default), KTO_BENCH_BATCH (demo preset), KTO_BENCH_SCHEDULE (constant or cosine; demo preset), KTO_BENCH_FLIP (flip probability; demo preset), KTO_BENCH_MODEL (default: the demo model; tiny-sd for throughput only),
 // (the demo preset trains in bf16 where the CPU has AMX or AVX512-BF16: KTO_BENCH_SET='{"mixed_precision": "no"}' for fp32)
 // KTO_BENCH_OBJECTIVES (default "kto,sft,dpo"), KTO_BENCH_SET (a JSON object of training-config fields laid over
@@ -21,6 +21,7 @@
 #include <fstream>
 
 #include "core/common/error.h"
+#include "core/common/runtime.h"
 #include "core/nn/lora.h"
 #include "core/nn/unet.h"
 #include "core/shapes/caption.h"
@@ -105,6 +106,10 @@ class BenchAlignment : public QObject {
 
 private slots:
     void alignment() {
+        // As the app and the CLI do: every core (KTO_THREADS to choose). Debian's libtorch starts with one thread,
+        // and until session 28 this bench ran on it, so its throughput was a one-core figure.
+        const int threads = kto::configure_torch_threads();
+        std::printf("FIGURE threads=%d\n", threads);
         const char* override_model = std::getenv("KTO_BENCH_MODEL");
         const std::string model = override_model && *override_model ? override_model : kto::test::demo_model_dir();
         if (!fs::exists(fs::path(model) / "unet" / "config.json"))
