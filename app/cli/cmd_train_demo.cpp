@@ -166,9 +166,15 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_option("--text-layers", opt->text_layers, "Text encoder layers")->capture_default_str();
          sub.add_option("--vae-batch", opt->vae_batch, "Images per VAE step")->capture_default_str();
          sub.add_option("--unet-batch", opt->unet_batch, "Latents per UNet step")->capture_default_str();
-         sub.add_flag("--unet-batch-halves", opt->unet_batch_halves,
-                      "Each text encoder + UNet step as two half-batches side by side, one per half of the threads, "
-                      "gradients summed: the same step up to rounding, faster on few cores (needs 2+ threads)");
+         CLI::Option* halves_on =
+             sub.add_flag("--unet-batch-halves", opt->unet_batch_halves,
+                          "Each text encoder + UNet step as two half-batches side by side, one per half of the "
+                          "threads, gradients summed: the same step up to rounding, faster on few cores (needs 2+ "
+                          "threads; the default on the CPU with 2+ threads, and a resumed run keeps its choice)");
+         auto whole_batches = std::make_shared<bool>(false);
+         sub.add_flag("--no-unet-batch-halves", *whole_batches,
+                      "Each text encoder + UNet step as one batch over all the threads (as before session 29)")
+             ->excludes(halves_on);
          sub.add_flag("--vae-batch-halves", opt->vae_batch_halves,
                       "The same for each VAE step: two half-batches side by side, gradients summed (needs 2+ threads)");
          sub.add_option("--cache-images", opt->cache_images, "Scenes encoded once for UNet training")
@@ -259,7 +265,7 @@ kto::cli::CommandRegistrar train_reg{
          sub.add_flag("--resume", opt->resume,
                       "Continue the interrupted run whose checkpoint --out holds (give the options it was "
                       "started with; the result is the folder the run would have written)");
-         return [opt, refine_only, align_only, device, precision] {
+         return [opt, refine_only, align_only, device, precision, halves_on, whole_batches] {
              if (opt->threads == 0) opt->threads = kto::cli::global_options().threads;
              opt->device = kto::cli::parse_device(*device);
              opt->mixed_precision_bf16 =
@@ -284,6 +290,18 @@ kto::cli::CommandRegistrar train_reg{
              // Said once the run has accepted the checkpoint (its options checked), before its first report.
              std::optional<kto::DemoCheckpointInfo> resuming =
                  opt->resume ? kto::find_demo_checkpoint(opt->out_dir) : std::nullopt;
+             // Half-batches unless the command says: what a resumed run was started with, else where they can run.
+             if (halves_on->count() == 0 && !*whole_batches) {
+                 const nlohmann::json recorded =
+                     resuming ? resuming->recipe.value("unet-batch-halves", nlohmann::json()) : nlohmann::json();
+                 const bool can = kto::demo_unet_batch_halves_by_default(*opt);
+                 if (recorded.is_boolean() && recorded.get<bool>() && !can)
+                     throw kto::Error("train-demo --resume: the run in " + opt->out_dir +
+                                      " was started with its text encoder + UNet steps as half-batches side by side, "
+                                      "which need 2 or more threads (--threads) here; resume it with --threads 2 or "
+                                      "more");
+                 opt->unet_batch_halves = recorded.is_boolean() ? recorded.get<bool>() : can;
+             }
              std::string last_phase;
              kto::DemoRunEta eta(*opt);
              g_interrupted = 0;

@@ -351,6 +351,8 @@ DemoCheckpointInfo checkpoint_info(const fs::path& dir, const nlohmann::json& st
         info.step = state.at("step").get<int>();
         info.total = state.at("total").get<int>();
         info.elapsed_s = state.at("elapsed_s").get<double>();
+        info.recipe = state.value("recipe", nlohmann::json::object());
+        if (!info.recipe.is_object()) throw Error((dir / "state.json").string() + ": its recipe is not an object");
         stage_of(info.phase);
     } catch (const nlohmann::json::exception& e) {
         throw Error((dir / "state.json").string() + ": " + e.what());
@@ -486,6 +488,12 @@ nlohmann::json demo_recipe_json(const DemoTrainOptions& o) {
 std::string demo_checkpoint_place(const DemoCheckpointInfo& c) {
     if (c.total > 0) return c.phase + " step " + std::to_string(c.step) + "/" + std::to_string(c.total);
     return c.phase + " (the folder is written)";
+}
+
+bool demo_unet_batch_halves_by_default(const DemoTrainOptions& o) {
+    if (!o.device.is_cpu() || o.unet_batch < 2) return false;
+    configure_torch_threads(o.threads);
+    return CpuPairRunner::available();
 }
 
 std::optional<DemoCheckpointInfo> find_demo_checkpoint(const std::string& out_dir) {

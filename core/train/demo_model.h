@@ -91,7 +91,8 @@ struct DemoTrainOptions {
     // Each text encoder + UNet step as two half-batches side by side, each on half the threads
     // (CpuPairRunner), their gradients summed: the same loss and gradient as the whole batch up to
     // rounding, about a fifth faster on 2 cores, where one batch's operators leave a thread waiting.
-    // Needs 2 or more threads. Off by default: no whole recipe has been run with it.
+    // Needs 2 or more threads. Off here; `train-demo` turns it on where it can run (CPU, 2 or more
+    // threads: demo_unet_batch_halves_by_default) unless --no-unet-batch-halves, since session 29.
     bool unet_batch_halves = false;
     // The same for each VAE step: its two half-batches (scenes, posterior noise and loss weights drawn
     // for the whole batch, as without it) encoded, decoded and differentiated side by side, each half's
@@ -270,6 +271,13 @@ void train_demo_model(const DemoTrainOptions& options,
 // checkpoint_every, resume.
 nlohmann::json demo_recipe_json(const DemoTrainOptions& options);
 
+// Whether `train-demo` runs the text encoder + UNet steps as half-batches side by side when the command
+// chooses neither way: where they can run (the CPU, a --unet-batch of 2 or more, 2 or more threads after
+// configure_torch_threads(options.threads), which this calls, and KTO_CPU_PAIRS not 0). On the 2-core
+// VMs a step took a fifth to a quarter less (tests/bench/bench_unet demoTrainStep); the recipe's folder
+// made so meets issue 5's fidelity goals (resources/models/kto-demo/MODEL_CARD.md, session 26).
+bool demo_unet_batch_halves_by_default(const DemoTrainOptions& options);
+
 // The checkpoint of an interrupted train_demo_model run in `out_dir`, if it holds a complete one.
 struct DemoCheckpointInfo {
     std::string folder;  // OUT/train-demo-checkpoint (or the .new one beside it, if the switch was cut short)
@@ -277,6 +285,7 @@ struct DemoCheckpointInfo {
     int step = 0;        // steps of `phase` done (vae, unet, unet+K)
     int total = 0;       // its steps
     double elapsed_s = 0;  // the run's training time until then, over all its sittings
+    nlohmann::json recipe;  // the options it was started with (demo_recipe_json), an object
 };
 std::optional<DemoCheckpointInfo> find_demo_checkpoint(const std::string& out_dir);
 // Where it stands, for messages: "vae step 623/4500", or "saved (the folder is written)".

@@ -382,7 +382,8 @@ private slots:
     // A training step of train-demo's recipe on every core: the VAE phase's (batch 16 at 64x64, from
     // scratch) and the text encoder + UNet phase's (batch 32, its losses, on the shipped VAE; fp32 unless
     // the CPU has bf16 units), each whole and as two half-batches side by side (--vae-batch-halves,
-    // --unet-batch-halves), in turn twice so that the machine's drift hits both: seconds per step over
+    // --unet-batch-halves), each with libtorch's oneDNN convolutions and without them (its im2col + BLAS),
+    // in turn twice so that the machine's drift hits all: seconds per step over
     // steps 6..N (KTO_BENCH_TRAIN_STEPS, default 30), and for the UNet the rate of its analytic FLOPs
     // (forward + backward = 3x forward). KTO_BENCH_PROFILE_TRAIN=FILE: a chrome://tracing file of ten
     // whole-batch UNet steps.
@@ -427,15 +428,20 @@ private slots:
             for (int round = 0; round < 2; ++round) {
                 for (const bool halves : {false, true}) {
                     if (halves && !pairs) continue;
-                    const double s = run(vae_phase, halves, n);
-                    if (vae_phase)
-                        std::printf("BENCH demo train step, VAE (batch 16, %d thread(s)%s): %.3f s/step (steps 6..%d)\n",
-                                    cores, halves ? ", halves side by side" : "", s, n);
-                    else
-                        std::printf("BENCH demo train step, text encoder + UNet (batch 32, %d thread(s)%s): %.3f s/step "
-                                    "(steps 6..%d), UNet %.1f GFLOP/step, %.1f GFLOP/s\n",
-                                    cores, halves ? ", halves side by side" : "", s, n, 3 * flops_1 * 32 / 1e9,
-                                    3 * flops_1 * 32 / s / 1e9);
+                    for (const bool onednn : {true, false}) {
+                        at::globalContext().setUserEnabledMkldnn(onednn);
+                        const double s = run(vae_phase, halves, n);
+                        at::globalContext().setUserEnabledMkldnn(true);
+                        const char* how = onednn ? "" : ", no oneDNN";
+                        if (vae_phase)
+                            std::printf("BENCH demo train step, VAE (batch 16, %d thread(s)%s%s): %.3f s/step (steps 6..%d)\n",
+                                        cores, halves ? ", halves side by side" : "", how, s, n);
+                        else
+                            std::printf("BENCH demo train step, text encoder + UNet (batch 32, %d thread(s)%s%s): %.3f s/step "
+                                        "(steps 6..%d), UNet %.1f GFLOP/step, %.1f GFLOP/s\n",
+                                        cores, halves ? ", halves side by side" : "", how, s, n, 3 * flops_1 * 32 / 1e9,
+                                        3 * flops_1 * 32 / s / 1e9);
+                    }
                 }
             }
         }

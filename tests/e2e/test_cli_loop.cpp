@@ -17,6 +17,7 @@
 
 #include "core/common/image_decode.h"
 #include "core/shapes/taste.h"
+#include "core/train/demo_model.h"
 #include "storage/dataset/csv.h"
 #include "tests/support/test_paths.h"
 
@@ -172,6 +173,61 @@ private slots:
         const QStringList args = {"train-demo", "--out", out, "--vae-steps", "60", "--vae-batch", "2",
                                   "--unet-steps", "2", "--unet-batch", "2", "--cache-images", "4", "--unet-rounds",
                                   "0", "--decoder-steps", "0", "--threads", "1", "--checkpoint-every", "20"};
+        stopWithCtrlC(args);
+        if (QTest::currentTestFailed()) return;
+
+        QString again = cli(args);
+        QVERIFY2(again.startsWith("FAILED (1)") && again.contains("add --resume"), qPrintable(again));
+        QStringList resume = args;
+        resume << "--resume";
+        again = cli(resume);
+        QVERIFY2(again.contains("resuming from vae step ") && again.contains("demo model written"), qPrintable(again));
+        QVERIFY(fs::exists(out.toStdString() + "/model_index.json"));
+        QVERIFY(!fs::exists(out.toStdString() + "/train-demo-checkpoint"));
+    }
+
+    // Since session 29 train-demo runs its text encoder + UNet steps as half-batches side by side where they
+    // can run (2+ threads on the CPU) unless told not to; a resumed run keeps what it was started with.
+    void trainDemoHalfBatchesByDefaultWhereTheyRun() {
+        const QString out = dir("demo-halves");
+        const QStringList args = {"train-demo", "--out", out, "--vae-steps", "60", "--vae-batch", "2",
+                                  "--unet-steps", "2", "--unet-batch", "2", "--cache-images", "4", "--unet-rounds",
+                                  "0", "--decoder-steps", "0", "--threads", "2", "--checkpoint-every", "20"};
+        kto::DemoTrainOptions o;
+        o.threads = 2;
+        o.unet_batch = 2;
+        const bool halves = kto::demo_unet_batch_halves_by_default(o);
+        qInfo("half-batches can run here: %s", halves ? "yes" : "no (one core, or KTO_CPU_PAIRS=0)");
+        stopWithCtrlC(args);
+        if (QTest::currentTestFailed()) return;
+        std::ifstream state(out.toStdString() + "/train-demo-checkpoint/state.json");
+        const nlohmann::json recorded = nlohmann::json::parse(state).at("recipe").at("unet-batch-halves");
+        QCOMPARE(recorded.get<bool>(), halves);
+
+        QStringList resume = args;
+        resume << "--resume";
+        if (halves) {  // one thread cannot run them: refused, and the checkpoint stays
+            QStringList one = resume;
+            one[one.indexOf("--threads") + 1] = "1";
+            const QString refused = cli(one);
+            QVERIFY2(refused.startsWith("FAILED (1)") && refused.contains("--threads 2 or more"), qPrintable(refused));
+            QVERIFY(fs::exists(out.toStdString() + "/train-demo-checkpoint/state.json"));
+        }
+        const QString done = cli(resume);
+        QVERIFY2(done.contains("resuming from vae step ") && done.contains("demo model written"), qPrintable(done));
+        QVERIFY(!fs::exists(out.toStdString() + "/train-demo-checkpoint"));
+
+        const QString both = cli({"train-demo", "--out", dir("demo-both"), "--unet-batch-halves",
+                                  "--no-unet-batch-halves"});
+        QVERIFY2(both.startsWith("FAILED") && both.contains("excludes"), qPrintable(both));
+        QVERIFY(!fs::exists(dir("demo-both").toStdString()));
+    }
+
+private:
+    // Starts `args` (a train-demo with checkpoints), sends SIGINT after its first VAE progress line and
+    // checks that it stopped as a Ctrl-C should: exit 130, a checkpoint, how to continue.
+    void stopWithCtrlC(const QStringList& args) {
+        const QString out = args[args.indexOf("--out") + 1];
         QProcess p;
         p.setProcessChannelMode(QProcess::MergedChannels);
         p.start(QString::fromStdString(kto::test::cli_path()), args);
@@ -190,15 +246,6 @@ private slots:
         QVERIFY2(p.exitCode() == 130, qPrintable(log));
         QVERIFY2(log.contains("stopped at vae step ") && log.contains("--resume"), qPrintable(log));
         QVERIFY(fs::exists(out.toStdString() + "/train-demo-checkpoint/state.json"));
-
-        QString again = cli(args);
-        QVERIFY2(again.startsWith("FAILED (1)") && again.contains("add --resume"), qPrintable(again));
-        QStringList resume = args;
-        resume << "--resume";
-        again = cli(resume);
-        QVERIFY2(again.contains("resuming from vae step ") && again.contains("demo model written"), qPrintable(again));
-        QVERIFY(fs::exists(out.toStdString() + "/model_index.json"));
-        QVERIFY(!fs::exists(out.toStdString() + "/train-demo-checkpoint"));
     }
 };
 
