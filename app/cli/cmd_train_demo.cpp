@@ -173,7 +173,8 @@ kto::cli::CommandRegistrar train_reg{
                           "threads; the default on the CPU with 2+ threads, and a resumed run keeps its choice)");
          auto whole_batches = std::make_shared<bool>(false);
          sub.add_flag("--no-unet-batch-halves", *whole_batches,
-                      "Each text encoder + UNet step as one batch over all the threads (as before session 29)")
+                      "Each text encoder + UNet step as one batch over all the threads, as train-demo ran it by default "
+                      "before the half-batches (it repeats runs made so)")
              ->excludes(halves_on);
          sub.add_flag("--vae-batch-halves", opt->vae_batch_halves,
                       "The same for each VAE step: two half-batches side by side, gradients summed (needs 2+ threads)");
