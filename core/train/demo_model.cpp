@@ -366,7 +366,7 @@ RunCheckpoint read_run_checkpoint(const fs::path& dir, const DemoTrainOptions& o
     c.state = read_checkpoint_state(dir);
     c.info = checkpoint_info(dir, c.state);
     const nlohmann::json recipe = demo_recipe_json(opt);
-    const nlohmann::json saved = c.state.value("recipe", nlohmann::json::object());
+    const nlohmann::json& saved = c.info.recipe;
     std::string differences;
     for (const auto& [key, value] : recipe.items())
         if (!saved.contains(key) || saved[key] != value)

